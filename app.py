@@ -1,0 +1,68 @@
+"""Nongdai: the application factory, and ``python app.py`` for the embedded demo.
+
+``create_app`` wires configuration, the data layer, the shared API conventions and then each
+domain's ``init_app`` (blueprints, jobs, CLI commands). Production serves it with
+``gunicorn 'app:create_app()'``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from flask_migrate import Migrate
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+import agents
+import lending
+import sync
+from core import api, audit, authz, cli, config, errors, health, jobs, lifecycle, logs
+from core import auth, people, places
+from core import db as data
+from core.db import db
+from core.lifecycle import NongdaiFlask
+
+DOMAINS = (health, auth, places, people, jobs, lending, sync, agents)
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> NongdaiFlask:
+    settings = config.load()
+    settings.update(overrides or {})
+    config.check_production(settings)
+
+    app = NongdaiFlask(__name__, instance_path=settings["INSTANCE_PATH"])
+    app.config.update(settings)
+    app.json.ensure_ascii = False  # Chinese names stay readable on the wire
+    if settings["NONGDAI_PROXY_HOPS"]:
+        hops = settings["NONGDAI_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+
+    logs.init_app(app)
+    data.init_app(app)
+    Migrate(app, db, directory=str(health.MIGRATIONS), compare_type=True)
+    errors.init_app(app)
+    lifecycle.init_app(app)
+    authz.init_app(app, auth.authenticate)
+    api.init_app(app)
+    for domain in DOMAINS:
+        domain.init_app(app)
+    authz.check_routes(app)
+    cli.init_app(app)
+    assert audit.AuditEvent.__table__ is not None  # the audit table is part of every schema
+    return app
+
+
+def main(argv: list[str]) -> int:
+    """Run the embedded demo: SQLite under instance/, migrated, seeded, on 127.0.0.1:5000."""
+    from core import demo  # noqa: PLC0415 - only the demo runner needs it
+
+    app = create_app()
+    if "--no-demo" in argv:
+        app.config["NONGDAI_SEED_DEMO"] = False
+    demo.prepare(app)
+    app.run(host=app.config["NONGDAI_HOST"], port=app.config["NONGDAI_PORT"], threaded=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

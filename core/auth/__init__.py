@@ -1,0 +1,15 @@
+"""Authentication: one-time SMS codes for farmers, passwords for coordinators and staff,
+short-lived signed access tokens, revocable refresh tokens, device-bound sessions."""
+
+from flask import Flask
+
+from core.auth.sessions import authenticate
+
+__all__ = ["authenticate", "init_app"]
+
+
+def init_app(app: Flask) -> None:
+    from core.api import register  # noqa: PLC0415
+    from core.auth.views import blp  # noqa: PLC0415
+
+    register(app, blp)

@@ -1,0 +1,7 @@
+"""Placeholder: being written."""
+
+from core.authz import Principal
+
+
+def authenticate(token: str) -> Principal:
+    raise NotImplementedError

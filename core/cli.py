@@ -1,0 +1,17 @@
+"""CLI commands that belong to no single domain (each domain adds its own in ``init_app``)."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+
+
+@click.command("seed-demo", help="Seed the demo county, people and logins (once).")
+def seed_demo_command() -> None:
+    from core import demo  # noqa: PLC0415 - demo data is not part of serving requests
+
+    click.echo(demo.seed(current_app))
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(seed_demo_command)

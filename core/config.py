@@ -1,0 +1,96 @@
+"""Configuration: read once from ``NONGDAI_*`` environment variables, in this module only.
+
+Every figure here is policy that a bank sets; none is a constant elsewhere in the code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Demo keys: fine for the embedded default, refused in production.
+DEMO_SECRET_KEY = "nongdai-demo-secret-key-do-not-use-in-production"  # noqa: S105 - refused in production
+DEMO_DATA_KEY = "bm9uZ2RhaS1kZW1vLWRhdGEta2V5LTMyLWJ5dGVzISE="  # base64 of 32 demo bytes
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run (for example demo keys in production)."""
+
+
+def _env(environ: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    return environ.get(f"NONGDAI_{name}", default)
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = _env(environ, name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"NONGDAI_{name} must be an integer, got {raw!r}") from exc
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _env(environ, name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the Flask config mapping from the environment."""
+    env = os.environ if environ is None else environ
+    instance = Path(_env(env, "INSTANCE_PATH") or ROOT / "instance")
+    database_url = _env(env, "DATABASE_URL") or f"sqlite:///{instance / 'nongdai.sqlite3'}"
+    return {
+        "NONGDAI_ENV": _env(env, "ENV", "development"),
+        "INSTANCE_PATH": str(instance),
+        "SECRET_KEY": _env(env, "SECRET_KEY", DEMO_SECRET_KEY),
+        "NONGDAI_DATA_KEY": _env(env, "DATA_KEY", DEMO_DATA_KEY),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "NONGDAI_HOST": _env(env, "HOST", "127.0.0.1"),
+        "NONGDAI_PORT": _int(env, "PORT", 5000),
+        "NONGDAI_SEED_DEMO": _bool(env, "SEED_DEMO", True),
+        "NONGDAI_PROXY_HOPS": _int(env, "PROXY_HOPS", 0),
+        "NONGDAI_LOG_LEVEL": _env(env, "LOG_LEVEL", "INFO"),
+        # External services (used by the origination issue; loopback reference services by default).
+        "NONGDAI_LAND_REGISTRY_URL": _env(env, "LAND_REGISTRY_URL", ""),
+        "NONGDAI_INSURANCE_REGISTRY_URL": _env(env, "INSURANCE_REGISTRY_URL", ""),
+        # SMS: "log" writes messages to instance/sms.log (no gateway needed), or "module:Class".
+        "NONGDAI_SMS_SENDER": _env(env, "SMS_SENDER", "log"),
+        # Limits
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_BODY_BYTES", 256 * 1024),
+        "NONGDAI_PAGE_SIZE_DEFAULT": _int(env, "PAGE_SIZE_DEFAULT", 50),
+        "NONGDAI_PAGE_SIZE_MAX": _int(env, "PAGE_SIZE_MAX", 200),
+        "NONGDAI_ACCESS_TOKEN_SECONDS": _int(env, "ACCESS_TOKEN_SECONDS", 15 * 60),
+        "NONGDAI_REFRESH_TOKEN_SECONDS": _int(env, "REFRESH_TOKEN_SECONDS", 30 * 24 * 3600),
+        "NONGDAI_OTP_SECONDS": _int(env, "OTP_SECONDS", 5 * 60),
+        "NONGDAI_OTP_MAX_TRIES": _int(env, "OTP_MAX_TRIES", 5),
+        "NONGDAI_OTP_PER_PHONE_PER_HOUR": _int(env, "OTP_PER_PHONE_PER_HOUR", 5),
+        "NONGDAI_OTP_PER_CLIENT_PER_HOUR": _int(env, "OTP_PER_CLIENT_PER_HOUR", 30),
+        "NONGDAI_LOGIN_PER_USER_PER_HOUR": _int(env, "LOGIN_PER_USER_PER_HOUR", 10),
+        "NONGDAI_LOGIN_PER_CLIENT_PER_HOUR": _int(env, "LOGIN_PER_CLIENT_PER_HOUR", 60),
+        "NONGDAI_IDEMPOTENCY_HOURS": _int(env, "IDEMPOTENCY_HOURS", 48),
+        "NONGDAI_IDEMPOTENCY_LOCK_SECONDS": _int(env, "IDEMPOTENCY_LOCK_SECONDS", 60),
+        "NONGDAI_DB_BUSY_TIMEOUT_MS": _int(env, "DB_BUSY_TIMEOUT_MS", 10_000),
+    }
+
+
+def check_production(config: Mapping[str, Any]) -> None:
+    """Refuse to run in production on the demo keys or the embedded database."""
+    if config.get("NONGDAI_ENV") != "production":
+        return
+    problems = []
+    if config.get("SECRET_KEY") in (None, "", DEMO_SECRET_KEY):
+        problems.append("NONGDAI_SECRET_KEY is the demo key")
+    if config.get("NONGDAI_DATA_KEY") in (None, "", DEMO_DATA_KEY):
+        problems.append("NONGDAI_DATA_KEY is the demo key")
+    if len(str(config.get("SECRET_KEY", ""))) < 32:
+        problems.append("NONGDAI_SECRET_KEY must be at least 32 characters")
+    if problems:
+        raise ConfigError("refusing to start in production: " + "; ".join(problems))

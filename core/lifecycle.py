@@ -1,0 +1,88 @@
+"""The life of a request: an id, a JSON-only body, one transaction committed once at the end.
+
+:class:`NongdaiFlask` commits the request's session after the view returns a success, so a
+failure anywhere (the view, the audit check, the commit itself) reaches the central error
+handler and nothing is half-written. Work that must wait for the commit (sending an SMS,
+say) registers with :func:`after_commit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import UnsupportedMediaType
+
+from core.db import db
+
+log = logging.getLogger("nongdai.access")
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class AuditMissing(RuntimeError):
+    """A state-changing request succeeded without writing an audit event."""
+
+
+class NongdaiFlask(Flask):
+    def dispatch_request(self) -> Any:  # type: ignore[override]
+        rv = super().dispatch_request()
+        response = self.make_response(rv)
+        finish_transaction(response)
+        return response
+
+
+def after_commit(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the request's transaction has committed (never on rollback)."""
+    g.setdefault("after_commit", []).append(callback)
+
+
+def finish_transaction(response: Response) -> None:
+    session = db.session
+    if response.status_code >= 400:
+        session.rollback()
+        return
+    if (request.method in STATE_CHANGING and not g.get("audit_events")
+            and not g.get("no_audit_needed")):
+        raise AuditMissing(f"{request.method} {request.path} changed state without an audit event")
+    session.commit()
+    for callback in g.pop("after_commit", []):
+        try:
+            callback()
+        except Exception:  # the commit stands; the callback's own retry path (a job) takes over
+            log.exception("after-commit callback failed")
+
+
+def _start() -> None:
+    g.started = time.perf_counter()
+    incoming = request.headers.get("X-Request-Id", "")
+    g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    if (request.method in STATE_CHANGING and request.path.startswith("/api/")
+            and (request.content_length or request.headers.get("Transfer-Encoding"))
+            and not request.is_json):
+        raise UnsupportedMediaType("Send the body as application/json")
+
+
+def _finish(response: Response) -> Response:
+    response.headers["X-Request-Id"] = g.get("request_id", "")
+    elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    principal = g.get("principal")
+    log.info("request", extra={
+        "method": request.method,
+        "path": request.path,
+        "status": response.status_code,
+        "duration_ms": round(elapsed_ms, 1),
+        "actor": principal.ref if principal else None,
+    })
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_start)
+    app.after_request(_finish)

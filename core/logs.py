@@ -1,0 +1,74 @@
+"""Structured logging: one JSON object per line, a request id on each, personal data masked.
+
+The redaction filter is the last line of defence; code never logs an ID number, a one-time
+code, a password or a token in the first place.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+from flask import Flask, g, has_request_context
+from pythonjsonlogger.json import JsonFormatter
+
+# An 18-character resident ID number anywhere in a message: keep the first 4 and last 4.
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{4})\d{10}(\d{3}[\dXx])(?![0-9A-Za-z])")
+_SECRET_KEYS = ("password", "code", "otp", "token", "id_number", "secret")
+
+
+def mask_text(text: str) -> str:
+    return _ID_NUMBER.sub(lambda m: f"{m.group(1)}**********{m.group(2)}", text)
+
+
+class RequestContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = g.get("request_id") if has_request_context() else None
+        return True
+
+
+class RedactFilter(logging.Filter):
+    """Masks ID numbers in the message and drops secret-looking extra fields."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_text(message)
+        if masked != message or record.args:
+            record.msg, record.args = masked, None
+        for key in list(vars(record)):
+            if any(part in key.lower() for part in _SECRET_KEYS) and key != "msg":
+                setattr(record, key, "[redacted]")
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text)
+        return True
+
+
+def _formatter() -> logging.Formatter:
+    return JsonFormatter(
+        "{asctime}{levelname}{name}{message}{request_id}",
+        style="{",
+        rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+def configure(level: str = "INFO", stream: Any = None) -> None:
+    """Install the JSON handler on the root logger (idempotent)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_nongdai", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler._nongdai = True  # type: ignore[attr-defined]
+    handler.setFormatter(_formatter())
+    handler.addFilter(RequestContextFilter())
+    handler.addFilter(RedactFilter())
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def init_app(app: Flask) -> None:
+    if not app.config.get("TESTING"):
+        configure(app.config["NONGDAI_LOG_LEVEL"])

@@ -1,0 +1,5 @@
+"""Placeholder: being written."""
+
+import click
+
+people_cli = click.Group("people")

@@ -1,0 +1,5 @@
+"""Placeholder: being written."""
+
+from flask_smorest import Blueprint
+
+blp = Blueprint("places", __name__)

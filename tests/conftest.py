@@ -1,0 +1,113 @@
+"""Test fixtures: a real database per run (SQLite file, or PostgreSQL when
+``NONGDAI_TEST_DATABASE_URL`` is set), migrated once; each test gets a clean copy.
+
+SQLite: the migrated database is a template file copied for every test.
+PostgreSQL: every table is truncated after each test (TRUNCATE fires no row triggers, so
+the append-only audit trail's triggers stay installed and tested).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from app import create_app
+from core.db import db
+
+PG_URL = os.environ.get("NONGDAI_TEST_DATABASE_URL", "")
+
+
+def _overrides(url: str, instance: Path) -> dict[str, Any]:
+    return {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": url,
+        "INSTANCE_PATH": str(instance),
+        "NONGDAI_SEED_DEMO": False,
+        "NONGDAI_SMS_SENDER": "log",
+    }
+
+
+def _migrate(url: str, instance: Path) -> None:
+    from flask_migrate import upgrade  # noqa: PLC0415
+
+    app = create_app(_overrides(url, instance))
+    with app.app_context():
+        if any((Path(app.root_path) / "migrations" / "versions").glob("*.py")):
+            upgrade()
+        else:  # before the first migration exists
+            db.create_all()
+        db.engine.dispose()
+
+
+def _reset_postgres(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The migrated database: a template file (SQLite) or the test server (PostgreSQL)."""
+    instance = tmp_path_factory.mktemp("template")
+    if PG_URL:
+        _reset_postgres(PG_URL)
+        _migrate(PG_URL, instance)
+        return PG_URL
+    template = instance / "template.sqlite3"
+    _migrate(f"sqlite:///{template}", instance)
+    return str(template)
+
+
+def _truncate_all() -> None:
+    tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def app(database: str, tmp_path: Path) -> Iterator[Any]:
+    if PG_URL:
+        url = PG_URL
+    else:
+        copy = tmp_path / "nongdai.sqlite3"
+        shutil.copyfile(database, copy)
+        url = f"sqlite:///{copy}"
+    application = create_app(_overrides(url, tmp_path))
+    with application.app_context():
+        yield application
+        db.session.remove()
+        if PG_URL:
+            _truncate_all()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Any) -> Any:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def session(app: Any) -> Any:
+    return db.session
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if PG_URL:
+        return
+    skip = pytest.mark.skip(reason="needs NONGDAI_TEST_DATABASE_URL (PostgreSQL)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
