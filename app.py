@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import agents
 import lending
 import sync
-from core import api, audit, authz, cli, config, errors, health, jobs, lifecycle, logs
+from core import api, audit, authz, cli, config, crypto, errors, health, jobs, lifecycle, logs
 from core import auth, people, places
 from core import db as data
 from core.db import db
@@ -39,6 +39,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> NongdaiFlask:
 
     logs.init_app(app)
     data.init_app(app)
+    crypto.init_app(app)
     Migrate(app, db, directory=str(health.MIGRATIONS), compare_type=True)
     errors.init_app(app)
     lifecycle.init_app(app)

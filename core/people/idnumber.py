@@ -1,0 +1,50 @@
+"""Resident identity card numbers (居民身份证号码, GB 11643): validation and masking."""
+
+from __future__ import annotations
+
+from datetime import date
+
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CHECK = "10X98765432"
+
+
+class InvalidIdNumber(ValueError):
+    pass
+
+
+def check_digit(first17: str) -> str:
+    """ISO 7064 MOD 11-2 check character for the first 17 digits."""
+    total = sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True))
+    return _CHECK[total % 11]
+
+
+def normalise(raw: str) -> str:
+    return raw.strip().upper()
+
+
+def validate(raw: str) -> tuple[str, date]:
+    """Return the normalised number and the birth date, or raise :class:`InvalidIdNumber`."""
+    number = normalise(raw)
+    if len(number) != 18 or not number[:17].isdigit() or not (number[17].isdigit()
+                                                               or number[17] == "X"):
+        raise InvalidIdNumber("must be 17 digits followed by a digit or X")
+    try:
+        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError as exc:
+        raise InvalidIdNumber("positions 7-14 are not a valid birth date") from exc
+    if born.year < 1900 or born > date.today():  # noqa: DTZ011 - a calendar date, not a time
+        raise InvalidIdNumber("the birth date is out of range")
+    if check_digit(number[:17]) != number[17]:
+        raise InvalidIdNumber("the check digit does not match")
+    return number, born
+
+
+def mask(number: str) -> str:
+    """``3301**********123X``: region prefix and last four only."""
+    return f"{number[:4]}{'*' * 10}{number[-4:]}"
+
+
+def make(region6: str, born: date, sequence: int) -> str:
+    """Build a valid number (demo data and tests)."""
+    first17 = f"{region6}{born:%Y%m%d}{sequence % 1000:03d}"
+    return first17 + check_digit(first17)
