@@ -16,7 +16,20 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import agents
 import lending
 import sync
-from core import api, audit, authz, cli, config, crypto, errors, health, jobs, lifecycle, logs
+from core import (
+    api,
+    audit,
+    authz,
+    cli,
+    config,
+    crypto,
+    errors,
+    health,
+    idempotency,
+    jobs,
+    lifecycle,
+    logs,
+)
 from core import auth, people, places
 from core import db as data
 from core.db import db
@@ -45,6 +58,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> NongdaiFlask:
     lifecycle.init_app(app)
     authz.init_app(app, auth.authenticate)
     api.init_app(app)
+    idempotency.init_app(app)
     for domain in DOMAINS:
         domain.init_app(app)
     authz.check_routes(app)
