@@ -17,7 +17,7 @@ from typing import Any
 
 import marshmallow as ma
 import sqlalchemy as sa
-import swagger_ui_bundle
+import flask_swagger_ui
 from flask import Flask, current_app, send_from_directory
 from flask_smorest import Api as _SmorestApi
 from flask_smorest import Blueprint
@@ -119,7 +119,7 @@ def paginate(session: Any, stmt: sa.Select[Any], key: Any, args: dict[str, Any])
 
 
 def _swagger_assets(filename: str) -> Any:
-    folder = Path(swagger_ui_bundle.swagger_ui_path)
+    folder = Path(flask_swagger_ui.__file__).parent / "dist"  # Swagger UI 5 (OpenAPI 3.1)
     return send_from_directory(folder, filename)
 
 
