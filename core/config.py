@@ -78,6 +78,18 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "NONGDAI_IDEMPOTENCY_HOURS": _int(env, "IDEMPOTENCY_HOURS", 48),
         "NONGDAI_IDEMPOTENCY_LOCK_SECONDS": _int(env, "IDEMPOTENCY_LOCK_SECONDS", 60),
         "NONGDAI_DB_BUSY_TIMEOUT_MS": _int(env, "DB_BUSY_TIMEOUT_MS", 10_000),
+        # PIPL consents: the longest validity a farmer can grant in one go, in days.
+        "NONGDAI_CONSENT_MAX_DAYS": _int(env, "CONSENT_MAX_DAYS", 365),
+        # Auth: coordinators' device-bound sessions last longer (days offline between refreshes).
+        "NONGDAI_DEVICE_REFRESH_TOKEN_SECONDS": _int(env, "DEVICE_REFRESH_TOKEN_SECONDS",
+                                                     90 * 24 * 3600),
+        "NONGDAI_OTP_VERIFY_PER_CLIENT_PER_HOUR": _int(env, "OTP_VERIFY_PER_CLIENT_PER_HOUR", 60),
+        "NONGDAI_SESSION_TOUCH_SECONDS": _int(env, "SESSION_TOUCH_SECONDS", 60),  # 0: never
+        # Outbox (SMS): retries with exponential backoff, then give up.
+        "NONGDAI_OUTBOX_MAX_ATTEMPTS": _int(env, "OUTBOX_MAX_ATTEMPTS", 6),
+        "NONGDAI_OUTBOX_BACKOFF_SECONDS": _int(env, "OUTBOX_BACKOFF_SECONDS", 30),
+        "NONGDAI_OUTBOX_BACKOFF_MAX_SECONDS": _int(env, "OUTBOX_BACKOFF_MAX_SECONDS", 3600),
+        "NONGDAI_OUTBOX_LEASE_SECONDS": _int(env, "OUTBOX_LEASE_SECONDS", 60),
     }
 
 

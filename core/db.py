@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -123,6 +124,9 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
 
 def init_app(app: Flask) -> None:
+    url = sa.make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     db.init_app(app)
     with app.app_context():
         engine = db.engine

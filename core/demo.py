@@ -1,1 +1,113 @@
-"""Placeholder: being written."""
+"""The embedded demo: a county with townships, villages, two service stations and people.
+
+``python app.py`` migrates the SQLite database under ``instance/``, seeds this data once (unless
+``NONGDAI_SEED_DEMO=0`` or ``--no-demo``) and prints the URLs and the demo logins. Seeding goes
+through the same services as the API, so every row is validated and audited (actor "system").
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import Flask
+from flask_migrate import upgrade
+
+from core.db import db
+from core.people import idnumber
+from core.people import services as people
+from core.places import services as places
+from core.places.models import County, Village
+
+DEMO_PASSWORD = "nongdai-demo"  # noqa: S105 - printed for the demo; production has no demo data
+
+COUNTY = ("330521", "德清县")
+TOWNSHIPS = [("330521101", "新市镇"), ("330521102", "钟管镇")]
+VILLAGES = [
+    ("330521101201", "宋市村"), ("330521101202", "蔡界村"), ("330521101203", "韶村村"),
+    ("330521102201", "干山村"), ("330521102202", "南舍村"),
+]
+STATIONS = [
+    ("新市镇宋市村金融服务站", "330521101", ["330521101201", "330521101202", "330521101203"]),
+    ("钟管镇干山村金融服务站", "330521102", ["330521102201", "330521102202"]),
+]
+STAFF = [("admin", "王建国", ["admin"]), ("reviewer", "李秀英", ["reviewer"]),
+         ("approver", "陈志强", ["approver"])]
+COORDINATORS = [("coord-xinshi", "周桂兰", "13900000001", 0),
+                ("coord-zhongguan", "吴永刚", "13900000002", 1)]
+FARMERS = [("张德福", "13800000001", "330521101201", date(1972, 3, 14)),
+           ("刘春花", "13800000002", "330521101202", date(1981, 9, 2)),
+           ("赵大海", "13800000003", "330521102201", date(1968, 11, 27))]
+
+
+def _seed_places() -> list[object]:
+    session = db.session
+    places.create_county(session, code=COUNTY[0], name=COUNTY[1])
+    townships = {code: places.create_township(session, code=code, name=name)
+                 for code, name in TOWNSHIPS}
+    villages = {code: places.create_village(session, code=code, name=name)
+                for code, name in VILLAGES}
+    return [places.create_station(session, name=name, township=townships[township],
+                                  villages=[villages[code] for code in codes])
+            for name, township, codes in STATIONS]
+
+
+def _seed_people(stations: list[object]) -> None:
+    session = db.session
+    for username, name, roles in STAFF:
+        people.create_staff(session, username=username, name=name, password=DEMO_PASSWORD,
+                            roles=roles)
+    for username, name, phone, station in COORDINATORS:
+        people.create_coordinator(session, username=username, name=name, phone=phone,
+                                  password=DEMO_PASSWORD, station=stations[station])
+    for n, (name, phone, village_code, born) in enumerate(FARMERS, start=1):
+        village = session.scalar(sa.select(Village).where(Village.code == village_code))
+        people.create_farmer(session, name=name, phone=phone, village=village,
+                             id_number=idnumber.make(COUNTY[0], born, n))
+
+
+def seed(app: Flask) -> str:
+    """Seed once; returns what it did. Runs in its own transaction."""
+    with app.app_context():
+        if db.session.scalar(sa.select(County.id).limit(1)) is not None:
+            return "demo data: already present, left as is"
+        try:
+            _seed_people(_seed_places())
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise
+    return "demo data: seeded"
+
+
+def banner(app: Flask) -> str:
+    base = f"http://{app.config['NONGDAI_HOST']}:{app.config['NONGDAI_PORT']}"
+    sms_log = Path(app.instance_path) / "sms.log"
+    lines = [
+        "Nongdai is starting.",
+        f"  API        {base}/api/v1",
+        f"  API docs   {base}/api/docs   (OpenAPI: {base}/api/openapi.json)",
+        f"  health     {base}/healthz    {base}/readyz",
+        f"  database   {app.config['SQLALCHEMY_DATABASE_URI']}",
+    ]
+    if app.config["NONGDAI_SEED_DEMO"]:
+        lines += [
+            "Demo logins (POST /api/v1/auth/login {username, password}):",
+            *(f"  {u:<16} {DEMO_PASSWORD}   {'/'.join(r)}" for u, _, r in STAFF),
+            *(f"  {u:<16} {DEMO_PASSWORD}   coordinator" for u, *_ in COORDINATORS),
+            "Demo farmers sign in by SMS code (POST /api/v1/auth/otp {phone}, then .../otp/verify):",
+            *(f"  {phone}  {name}" for name, phone, *_ in FARMERS),
+            f"  the demo SMS sender writes codes to {sms_log}",
+        ]
+    return "\n".join(lines)
+
+
+def prepare(app: Flask) -> None:
+    """Migrate to head, seed the demo data when enabled, print the banner."""
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    with app.app_context():
+        upgrade(directory=str(Path(app.root_path) / "migrations"))
+    if app.config["NONGDAI_SEED_DEMO"]:
+        print(seed(app))  # noqa: T201 - the demo runner talks to a person
+    print(banner(app))  # noqa: T201

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import UnsupportedMediaType
 
 from core.db import db
@@ -43,6 +43,25 @@ def after_commit(callback: Callable[[], None]) -> None:
     g.setdefault("after_commit", []).append(callback)
 
 
+def after_response(callback: Callable[[], None]) -> None:
+    """Run ``callback`` after the response has gone out, only if the request committed.
+
+    For slow side effects (an SMS gateway call): the caller does not wait for them and their
+    duration tells nothing (whether a phone is registered, say). The callback gets a fresh app
+    context; a failure is logged and left to the domain's retry job.
+    """
+    g.setdefault("after_response", []).append(callback)
+
+
+def _run_detached(app: Flask, callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        with app.app_context():
+            try:
+                callback()
+            except Exception:
+                log.exception("after-response callback failed")
+
+
 def finish_transaction(response: Response) -> None:
     session = db.session
     if response.status_code >= 400:
@@ -57,6 +76,10 @@ def finish_transaction(response: Response) -> None:
             callback()
         except Exception:  # the commit stands; the callback's own retry path (a job) takes over
             log.exception("after-commit callback failed")
+    detached = g.pop("after_response", [])
+    if detached:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        response.call_on_close(lambda: _run_detached(app, detached))
 
 
 def _start() -> None:

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from flask.testing import FlaskClient
+
 from app import create_app
 from core.db import db
 
@@ -72,6 +74,15 @@ def _truncate_all() -> None:
         conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
+class ClosingClient(FlaskClient):
+    """Consumes and closes each response, as a WSGI server does, so that work registered with
+    ``core.lifecycle.after_response`` runs before the test looks at it."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app(database: str, tmp_path: Path) -> Iterator[Any]:
     if PG_URL:
@@ -81,6 +92,7 @@ def app(database: str, tmp_path: Path) -> Iterator[Any]:
         shutil.copyfile(database, copy)
         url = f"sqlite:///{copy}"
     application = create_app(_overrides(url, tmp_path))
+    application.test_client_class = ClosingClient
     with application.app_context():
         yield application
         db.session.remove()

@@ -9,7 +9,14 @@ __all__ = ["authenticate", "init_app"]
 
 
 def init_app(app: Flask) -> None:
+    from core import outbox, ratelimit  # noqa: PLC0415
     from core.api import register  # noqa: PLC0415
+    from core.auth import purge  # noqa: PLC0415
     from core.auth.views import blp  # noqa: PLC0415
+    from core.jobs import Job  # noqa: PLC0415
+    from core.jobs import register as register_job  # noqa: PLC0415
 
     register(app, blp)
+    register_job(app, Job("auth.purge", purge.purge, {"hours": 1}))
+    register_job(app, Job("ratelimit.purge", ratelimit.purge, {"hours": 1}))
+    register_job(app, Job("outbox.dispatch", outbox.dispatch_due, {"seconds": 30}))

@@ -1,0 +1,121 @@
+"""Farmers sign in with a one-time code sent by SMS.
+
+A request for an unknown number answers exactly like one for a farmer's number and even makes
+a challenge (whose code nobody receives), so neither the request nor the verification tells
+whether an account exists. Each challenge allows ``NONGDAI_OTP_MAX_TRIES`` tries: the attempt
+is counted on a side connection *before* the code is compared, so a failed request still counts.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app
+
+from core import audit, outbox
+from core.auth import keys
+from core.auth.errors import OtpExpired, OtpInvalid, OtpLocked
+from core.auth.models import OtpChallenge
+from core.auth.sessions import start_session
+from core.db import side_transaction, utcnow, uuid7
+from core.people.models import Farmer
+from core.sms import mask_phone
+
+# Chinese punctuation is intended: the text goes to farmers' phones as written.
+SMS_TEMPLATE = "【农贷】验证码 {code}，{minutes}分钟内有效，请勿告诉他人。"  # noqa: RUF001
+_table = OtpChallenge.__table__
+
+
+def otp_seconds() -> int:
+    return int(current_app.config["NONGDAI_OTP_SECONDS"])
+
+
+def _code_hash(challenge_id: uuid.UUID, code: str) -> str:
+    return keys.keyed_hash(keys.OTP_CODE, f"{challenge_id}:{code}")
+
+
+def _new_code() -> str:
+    return f"{secrets.randbelow(10**6):06d}"
+
+
+def request_code(session: Any, phone: str) -> OtpChallenge:
+    """Close earlier open challenges for ``phone``, open a new one, text the code to a farmer."""
+    now = utcnow()
+    phone_hash = keys.phone_hash(phone)
+    session.execute(sa.update(_table).where(
+        _table.c.phone_hash == phone_hash, _table.c.consumed_at.is_(None)
+    ).values(consumed_at=now))
+    farmer = session.scalars(sa.select(Farmer).where(
+        Farmer.phone == phone, Farmer.is_active.is_(True))).first()
+    code = _new_code()
+    challenge = OtpChallenge(public_id=uuid7(), phone_hash=phone_hash,
+                             farmer_id=farmer.id if farmer else None,
+                             expires_at=now + timedelta(seconds=otp_seconds()))
+    challenge.code_hash = _code_hash(challenge.public_id, code)
+    session.add(challenge)
+    session.flush()
+    if farmer is not None:
+        body = SMS_TEMPLATE.format(code=code, minutes=max(1, otp_seconds() // 60))
+        outbox.queue_sms(session, phone, body, expires_at=challenge.expires_at)
+    audit.record(session, "auth.otp_requested", challenge,
+                 summary={"phone": mask_phone(phone), "account": farmer is not None})
+    return challenge
+
+
+def _count_attempt(phone_hash: str) -> Any:
+    """Add one attempt to the newest open challenge, committed now; the row after it, or None."""
+    with side_transaction() as conn:
+        target = conn.scalar(
+            sa.select(_table.c.id)
+            .where(_table.c.phone_hash == phone_hash, _table.c.consumed_at.is_(None))
+            .order_by(_table.c.id.desc()).limit(1))
+        if target is None:
+            return None
+        return conn.execute(
+            sa.update(_table).where(_table.c.id == target, _table.c.consumed_at.is_(None))
+            .values(attempts=_table.c.attempts + 1)
+            .returning(_table.c.id, _table.c.public_id, _table.c.code_hash,
+                       _table.c.expires_at, _table.c.attempts, _table.c.farmer_id)
+        ).first()
+
+
+def _check(attempt: Any, code: str, now: datetime) -> None:
+    max_tries = int(current_app.config["NONGDAI_OTP_MAX_TRIES"])
+    if attempt.expires_at <= now:
+        raise OtpExpired()
+    if attempt.attempts > max_tries:
+        raise OtpLocked()
+    if not hmac.compare_digest(attempt.code_hash, _code_hash(attempt.public_id, code)):
+        left = max_tries - attempt.attempts
+        raise OtpInvalid(f"Wrong code; {left} tries left" if left
+                         else "Wrong code; no tries left, request a new code")
+
+
+def _consume(session: Any, attempt: Any, now: datetime) -> Farmer:
+    """Close the challenge; only one of two parallel verifications can do it."""
+    closed = session.execute(sa.update(_table).where(
+        _table.c.id == attempt.id, _table.c.consumed_at.is_(None)).values(consumed_at=now))
+    farmer = session.get(Farmer, attempt.farmer_id) if attempt.farmer_id else None
+    if closed.rowcount != 1 or farmer is None or not farmer.is_active:
+        raise OtpInvalid("Wrong code or no code requested for this number")
+    return farmer
+
+
+def verify_code(session: Any, phone: str, code: str) -> dict[str, Any]:
+    """Check ``code`` for ``phone``; on success close the challenge and sign the farmer in."""
+    attempt = _count_attempt(keys.phone_hash(phone))  # before the request's transaction
+    if attempt is None:
+        raise OtpInvalid("Wrong code or no code requested for this number")
+    now = utcnow()
+    _check(attempt, code, now)
+    farmer = _consume(session, attempt, now)
+    auth, pair = start_session(session, "farmer", farmer.id)
+    audit.record(session, "auth.signed_in", auth,
+                 summary={"method": "otp", "kind": "farmer", "phone": mask_phone(phone)},
+                 actor=f"farmer:{farmer.public_id}")
+    return pair
