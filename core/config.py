@@ -102,6 +102,8 @@ def check_production(config: Mapping[str, Any]) -> None:
         problems.append("NONGDAI_SECRET_KEY is the demo key")
     if config.get("NONGDAI_DATA_KEY") in (None, "", DEMO_DATA_KEY):
         problems.append("NONGDAI_DATA_KEY is the demo key")
+    if config.get("NONGDAI_SMS_SENDER", "log") == "log":
+        problems.append("NONGDAI_SMS_SENDER is the demo log sender (it keeps codes in a file)")
     if len(str(config.get("SECRET_KEY", ""))) < 32:
         problems.append("NONGDAI_SECRET_KEY must be at least 32 characters")
     if problems:

@@ -33,11 +33,18 @@ def test_production_refuses_the_demo_keys(overrides: dict[str, str]) -> None:
         create_app({"NONGDAI_ENV": "production", **overrides})
 
 
+def test_production_refuses_the_demo_sms_sender() -> None:
+    with pytest.raises(config.ConfigError, match="SMS_SENDER"):
+        create_app({"NONGDAI_ENV": "production", "SECRET_KEY": "k" * 40,
+                    "NONGDAI_DATA_KEY": "c2VjcmV0LWRhdGEta2V5LW9mLXRoaXJ0eS10d28tYnl0ZXM="})
+
+
 def test_production_starts_with_real_keys(tmp_path) -> None:
     app = create_app({
         "NONGDAI_ENV": "production",
         "SECRET_KEY": "a-real-secret-key-of-enough-length-0123456789",
         "NONGDAI_DATA_KEY": "c2VjcmV0LWRhdGEta2V5LW9mLXRoaXJ0eS10d28tYnl0ZXM=",
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
+        "NONGDAI_SMS_SENDER": "tests.core.test_outbox:Gateway",
     })
     assert app.config["NONGDAI_ENV"] == "production"
