@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
+_SHAPE = re.compile(r"[0-9]{17}[0-9X]")  # ASCII digits only (str.isdigit accepts full-width)
 
 
-class InvalidIdNumber(ValueError):
+class InvalidIdNumberError(ValueError):
     pass
 
 
@@ -23,19 +25,18 @@ def normalise(raw: str) -> str:
 
 
 def validate(raw: str) -> tuple[str, date]:
-    """Return the normalised number and the birth date, or raise :class:`InvalidIdNumber`."""
+    """Return the normalised number and the birth date, or raise :class:`InvalidIdNumberError`."""
     number = normalise(raw)
-    if len(number) != 18 or not number[:17].isdigit() or not (number[17].isdigit()
-                                                               or number[17] == "X"):
-        raise InvalidIdNumber("must be 17 digits followed by a digit or X")
+    if not _SHAPE.fullmatch(number):
+        raise InvalidIdNumberError("must be 17 digits followed by a digit or X")
     try:
         born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
     except ValueError as exc:
-        raise InvalidIdNumber("positions 7-14 are not a valid birth date") from exc
+        raise InvalidIdNumberError("positions 7-14 are not a valid birth date") from exc
     if born.year < 1900 or born > date.today():  # noqa: DTZ011 - a calendar date, not a time
-        raise InvalidIdNumber("the birth date is out of range")
+        raise InvalidIdNumberError("the birth date is out of range")
     if check_digit(number[:17]) != number[17]:
-        raise InvalidIdNumber("the check digit does not match")
+        raise InvalidIdNumberError("the check digit does not match")
     return number, born
 
 

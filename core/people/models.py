@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.authz import Principal, village_condition
-from core.db import Model, Timestamp, fk
+from core.db import Model, Timestamp, fk, utcnow
 from core.places.models import Station, Village
 
 
@@ -53,6 +53,17 @@ class Consent(Model):
     recorded_by: Mapped[str] = mapped_column(sa.String(60))  # principal ref who recorded it
     evidence: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
 
+    __table_args__ = (sa.Index("ix_consents_farmer_id_purpose", "farmer_id", "purpose"),)
+
+    def status(self, at: datetime | None = None) -> str:
+        """``revoked``, ``expired``, ``active`` or (before it was granted) ``pending`` at ``at``."""
+        at = at or utcnow()
+        if self.revoked_at is not None and self.revoked_at <= at:
+            return "revoked"
+        if self.expires_at <= at:
+            return "expired"
+        return "active" if self.granted_at <= at else "pending"
+
     @classmethod
     def visible_to(cls, principal: Principal) -> sa.ColumnElement[bool]:
         farmers = sa.select(Farmer.id).where(Farmer.visible_to(principal))
@@ -73,6 +84,15 @@ class Coordinator(Model):
     station: Mapped[Station] = relationship()
     is_active: Mapped[bool] = mapped_column(default=True)
 
+    @classmethod
+    def visible_to(cls, principal: Principal) -> sa.ColumnElement[bool]:
+        """Staff see every coordinator; a coordinator only itself; farmers none."""
+        if principal.is_staff:
+            return sa.true()
+        if principal.kind == "coordinator":
+            return cls.id == principal.id
+        return sa.false()
+
 
 class Staff(Model):
     """A bank employee; roles are any of ``reviewer``, ``approver``, ``admin``."""
@@ -89,3 +109,8 @@ class Staff(Model):
     @property
     def role_set(self) -> frozenset[str]:
         return frozenset(self.roles.split())
+
+    @classmethod
+    def visible_to(cls, principal: Principal) -> sa.ColumnElement[bool]:
+        """Staff records are visible to staff only."""
+        return sa.true() if principal.is_staff else sa.false()

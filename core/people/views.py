@@ -1,5 +1,187 @@
-"""Placeholder: being written."""
+"""HTTP API for people: farmers (household profiles), their consents, coordinators and staff.
 
+Farmers are registered by coordinators (villages of their station) and staff; a farmer sees
+only themselves. Coordinators and staff accounts are managed by admins. Objects outside the
+caller's scope read as 404, whether or not they exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
 from flask_smorest import Blueprint
+from sqlalchemy.orm import selectinload
 
-blp = Blueprint("people", __name__)
+from core.api import PageArgs, paginate
+from core.authz import access, current_principal, get_visible, visible
+from core.db import db
+from core.idempotency import idempotent
+from core.people import schemas, services
+from core.people.models import Consent, Coordinator, Farmer, Staff
+from core.places.models import Station, Village
+
+blp = Blueprint("people", __name__, description="Farmers, consents, coordinators, staff")
+
+
+# --- farmers --------------------------------------------------------------------------------
+
+@blp.route("/farmers", methods=["POST"])
+@access("coordinator", "staff")
+@idempotent
+@blp.arguments(schemas.FarmerSchema)
+@blp.response(201, schemas.FarmerSchema)
+def create_farmer(data: dict[str, Any]) -> Farmer:
+    village = get_visible(db.session, Village, data.pop("village_id"))
+    return services.create_farmer(db.session, village=village, **data)
+
+
+@blp.route("/farmers", methods=["GET"])
+@access("coordinator", "staff")
+@blp.arguments(schemas.FarmerListArgs, location="query")
+@blp.response(200, schemas.FarmerPage)
+def list_farmers(args: dict[str, Any]) -> dict[str, Any]:
+    stmt = sa.select(Farmer).where(visible(Farmer)).options(selectinload(Farmer.village))
+    if args.get("village_id"):
+        stmt = stmt.join(Farmer.village).where(Village.public_id == args["village_id"])
+    return paginate(db.session, stmt, Farmer.public_id, args)
+
+
+@blp.route("/farmers/me", methods=["GET"])
+@access("farmer")
+@blp.response(200, schemas.FarmerSchema)
+def get_own_profile() -> Farmer:
+    return get_visible(db.session, Farmer, current_principal().public_id)
+
+
+@blp.route("/farmers/lookup", methods=["POST"])
+@access("coordinator", "staff")
+@blp.arguments(schemas.FarmerLookupSchema)
+@blp.response(200, schemas.FarmerSchema)
+def lookup_farmer(data: dict[str, Any]) -> Farmer:
+    return services.lookup_farmer(db.session, data["id_number"], visible(Farmer))
+
+
+@blp.route("/farmers/<uuid:farmer_id>", methods=["GET"])
+@access()
+@blp.response(200, schemas.FarmerSchema)
+def get_farmer(farmer_id: uuid.UUID) -> Farmer:
+    return get_visible(db.session, Farmer, farmer_id)
+
+
+@blp.route("/farmers/<uuid:farmer_id>", methods=["PATCH"])
+@access("coordinator", "staff")
+@blp.arguments(schemas.FarmerUpdateSchema)
+@blp.response(200, schemas.FarmerSchema)
+def update_farmer(data: dict[str, Any], farmer_id: uuid.UUID) -> Farmer:
+    farmer = get_visible(db.session, Farmer, farmer_id)
+    return services.update_farmer(db.session, farmer, **data)
+
+
+# --- consents -------------------------------------------------------------------------------
+
+@blp.route("/farmers/<uuid:farmer_id>/consents", methods=["POST"])
+@access("farmer", "coordinator", "staff")
+@idempotent
+@blp.arguments(schemas.ConsentSchema)
+@blp.response(201, schemas.ConsentSchema)
+def grant_consent(data: dict[str, Any], farmer_id: uuid.UUID) -> Consent:
+    farmer = get_visible(db.session, Farmer, farmer_id)
+    return services.grant_consent(db.session, farmer, current_principal(), **data)
+
+
+@blp.route("/farmers/<uuid:farmer_id>/consents", methods=["GET"])
+@access()
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, schemas.ConsentPage)
+def list_consents(args: dict[str, Any], farmer_id: uuid.UUID) -> dict[str, Any]:
+    farmer = get_visible(db.session, Farmer, farmer_id)
+    stmt = sa.select(Consent).where(Consent.farmer_id == farmer.id, visible(Consent))
+    return paginate(db.session, stmt.options(selectinload(Consent.farmer)), Consent.public_id,
+                    args)
+
+
+@blp.route("/consents/<uuid:consent_id>/revoke", methods=["POST"])
+@access("farmer", "admin")
+@blp.response(200, schemas.ConsentSchema)
+def revoke_consent(consent_id: uuid.UUID) -> Consent:
+    consent = get_visible(db.session, Consent, consent_id)
+    return services.revoke_consent(db.session, consent)
+
+
+# --- coordinators ---------------------------------------------------------------------------
+
+@blp.route("/coordinators", methods=["POST"])
+@access("admin")
+@idempotent
+@blp.arguments(schemas.CoordinatorSchema)
+@blp.response(201, schemas.CoordinatorSchema)
+def create_coordinator(data: dict[str, Any]) -> Coordinator:
+    station = get_visible(db.session, Station, data.pop("station_id"))
+    return services.create_coordinator(db.session, station=station, **data)
+
+
+@blp.route("/coordinators", methods=["GET"])
+@access("admin")
+@blp.arguments(schemas.CoordinatorListArgs, location="query")
+@blp.response(200, schemas.CoordinatorPage)
+def list_coordinators(args: dict[str, Any]) -> dict[str, Any]:
+    stmt = sa.select(Coordinator).where(visible(Coordinator)).options(
+        selectinload(Coordinator.station))
+    if args.get("station_id"):
+        stmt = stmt.join(Coordinator.station).where(Station.public_id == args["station_id"])
+    return paginate(db.session, stmt, Coordinator.public_id, args)
+
+
+@blp.route("/coordinators/<uuid:coordinator_id>", methods=["GET"])
+@access("admin")
+@blp.response(200, schemas.CoordinatorSchema)
+def get_coordinator(coordinator_id: uuid.UUID) -> Coordinator:
+    return get_visible(db.session, Coordinator, coordinator_id)
+
+
+@blp.route("/coordinators/<uuid:coordinator_id>", methods=["PATCH"])
+@access("admin")
+@blp.arguments(schemas.CoordinatorUpdateSchema)
+@blp.response(200, schemas.CoordinatorSchema)
+def update_coordinator(data: dict[str, Any], coordinator_id: uuid.UUID) -> Coordinator:
+    coordinator = get_visible(db.session, Coordinator, coordinator_id)
+    if "station_id" in data:
+        data["station"] = get_visible(db.session, Station, data.pop("station_id"))
+    return services.update_coordinator(db.session, coordinator, **data)
+
+
+# --- staff ----------------------------------------------------------------------------------
+
+@blp.route("/staff", methods=["POST"])
+@access("admin")
+@idempotent
+@blp.arguments(schemas.StaffSchema)
+@blp.response(201, schemas.StaffSchema)
+def create_staff(data: dict[str, Any]) -> Staff:
+    return services.create_staff(db.session, **data)
+
+
+@blp.route("/staff", methods=["GET"])
+@access("admin")
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, schemas.StaffPage)
+def list_staff(args: dict[str, Any]) -> dict[str, Any]:
+    return paginate(db.session, sa.select(Staff).where(visible(Staff)), Staff.public_id, args)
+
+
+@blp.route("/staff/<uuid:staff_id>", methods=["GET"])
+@access("admin")
+@blp.response(200, schemas.StaffSchema)
+def get_staff(staff_id: uuid.UUID) -> Staff:
+    return get_visible(db.session, Staff, staff_id)
+
+
+@blp.route("/staff/<uuid:staff_id>", methods=["PATCH"])
+@access("admin")
+@blp.arguments(schemas.StaffUpdateSchema)
+@blp.response(200, schemas.StaffSchema)
+def update_staff(data: dict[str, Any], staff_id: uuid.UUID) -> Staff:
+    staff = get_visible(db.session, Staff, staff_id)
+    return services.update_staff(db.session, staff, current_principal(), **data)

@@ -8,6 +8,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from core.authz import Principal, village_condition
 from core.db import Base, Model, fk
 
+# The coordinators table (core.people.models builds on this module, so it cannot be imported
+# here): just the two columns a station's visibility needs.
+_coordinators = sa.table("coordinators", sa.column("id"), sa.column("station_id"))
+
 station_villages = sa.Table(
     "station_villages",
     Base.metadata,
@@ -28,6 +32,13 @@ class County(Model):
     name: Mapped[str] = mapped_column(sa.String(100))
     townships: Mapped[list[Township]] = relationship(back_populates="county")
 
+    @classmethod
+    def visible_to(cls, principal: Principal) -> sa.ColumnElement[bool]:
+        """Staff see every county; others the counties of the villages they see."""
+        if principal.is_staff:
+            return sa.true()
+        return cls.id.in_(sa.select(Township.county_id).where(Township.visible_to(principal)))
+
 
 class Township(Model):
     """A township (乡镇, 9-digit code); its first 6 digits are its county's code."""
@@ -40,6 +51,13 @@ class Township(Model):
     county_id: Mapped[int] = fk("counties.id", index=True)
     county: Mapped[County] = relationship(back_populates="townships")
     villages: Mapped[list[Village]] = relationship(back_populates="township")
+
+    @classmethod
+    def visible_to(cls, principal: Principal) -> sa.ColumnElement[bool]:
+        """Staff see every township; others the townships of the villages they see."""
+        if principal.is_staff:
+            return sa.true()
+        return cls.id.in_(sa.select(Village.township_id).where(Village.visible_to(principal)))
 
 
 class Village(Model):
@@ -70,3 +88,13 @@ class Station(Model):
     township: Mapped[Township] = relationship()
     villages: Mapped[list[Village]] = relationship(secondary=station_villages,
                                                    order_by="Village.code")
+
+    @classmethod
+    def visible_to(cls, principal: Principal) -> sa.ColumnElement[bool]:
+        """Staff see every station; a coordinator its own station; farmers none."""
+        if principal.is_staff:
+            return sa.true()
+        if principal.kind == "coordinator":
+            own = sa.select(_coordinators.c.station_id).where(_coordinators.c.id == principal.id)
+            return cls.id.in_(own)
+        return sa.false()

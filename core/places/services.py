@@ -1,0 +1,126 @@
+"""Places: creating and changing counties, townships, villages and service stations.
+
+Plain functions taking the session first; they flush and write the audit event, the request
+(or job, or CLI command) commits. Parents are derived from the division code itself: a
+township's first 6 digits are its county's code, a village's first 9 its township's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from core import audit
+from core.errors import Conflict, ValidationFailed
+from core.places.models import County, Station, Township, Village
+
+
+class CountyExists(Conflict):
+    code, title = "county-exists", "A county with this code exists"
+
+
+class TownshipExists(Conflict):
+    code, title = "township-exists", "A township with this code exists"
+
+
+class VillageExists(Conflict):
+    code, title = "village-exists", "A village with this code exists"
+
+
+class TownshipCodeMismatch(ValidationFailed):
+    code, title = "township-code-mismatch", "The code's first 6 digits name no county"
+
+
+class VillageCodeMismatch(ValidationFailed):
+    code, title = "village-code-mismatch", "The code's first 9 digits name no township"
+
+
+class VillageOutsideCounty(ValidationFailed):
+    code, title = "village-outside-county", "A station serves villages of its own county only"
+
+
+def _code_taken(session: Any, model: Any, code: str) -> bool:
+    return session.scalar(sa.select(model.id).where(model.code == code)) is not None
+
+
+def create_county(session: Any, *, code: str, name: str) -> County:
+    if _code_taken(session, County, code):
+        raise CountyExists(f"County code {code} is already registered")
+    county = County(code=code, name=name)
+    session.add(county)
+    session.flush()
+    audit.record(session, "county.create", county, summary={"code": code})
+    return county
+
+
+def create_township(session: Any, *, code: str, name: str) -> Township:
+    county = session.scalar(sa.select(County).where(County.code == code[:6]))
+    if county is None:
+        raise TownshipCodeMismatch(errors={"code": [f"No county has the code {code[:6]}."]})
+    if _code_taken(session, Township, code):
+        raise TownshipExists(f"Township code {code} is already registered")
+    township = Township(code=code, name=name, county=county)
+    session.add(township)
+    session.flush()
+    audit.record(session, "township.create", township,
+                 summary={"code": code, "county_id": str(county.public_id)})
+    return township
+
+
+def create_village(session: Any, *, code: str, name: str) -> Village:
+    township = session.scalar(sa.select(Township).where(Township.code == code[:9]))
+    if township is None:
+        raise VillageCodeMismatch(errors={"code": [f"No township has the code {code[:9]}."]})
+    if _code_taken(session, Village, code):
+        raise VillageExists(f"Village code {code} is already registered")
+    village = Village(code=code, name=name, township=township)
+    session.add(village)
+    session.flush()
+    audit.record(session, "village.create", village,
+                 summary={"code": code, "township_id": str(township.public_id)})
+    return village
+
+
+def update_village(session: Any, village: Village, *, name: str) -> Village:
+    changed = ["name"] if village.name != name else []
+    village.name = name
+    session.flush()
+    audit.record(session, "village.update", village, summary={"changed": changed})
+    return village
+
+
+def _check_county(township: Township, villages: Iterable[Village]) -> None:
+    outside = sorted(v.code for v in villages if v.township.county_id != township.county_id)
+    if outside:
+        raise VillageOutsideCounty(errors={"village_ids": [
+            f"Not in county {township.county.code}: {', '.join(outside)}."]})
+
+
+def create_station(session: Any, *, name: str, township: Township,
+                   villages: list[Village]) -> Station:
+    _check_county(township, villages)
+    station = Station(name=name, township=township, villages=villages)
+    session.add(station)
+    session.flush()
+    audit.record(session, "station.create", station, summary={
+        "township_id": str(township.public_id),
+        "village_ids": sorted(str(v.public_id) for v in villages)})
+    return station
+
+
+def update_station(session: Any, station: Station, *, name: str | None = None,
+                   villages: list[Village] | None = None) -> Station:
+    changed = []
+    if name is not None and name != station.name:
+        station.name = name
+        changed.append("name")
+    if villages is not None:
+        _check_county(station.township, villages)
+        if {v.id for v in villages} != {v.id for v in station.villages}:
+            station.villages = villages
+            changed.append("village_ids")
+    session.flush()
+    audit.record(session, "station.update", station, summary={"changed": changed})
+    return station

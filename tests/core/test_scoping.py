@@ -1,0 +1,195 @@
+"""The cross-village test: walk every ``/api/v1`` route that takes a UUID and call it with the
+ids of objects outside the caller's scope.
+
+Village A and village B sit in different counties; each has its own station (serving only
+that village), coordinator, farmers, consents and device. For every route with ``<uuid:...>``
+arguments and every method it allows:
+
+- if the caller's role passes the route's access rule, B's objects answer **404** (as if they
+  did not exist) and the caller's own objects answer 2xx (so the 404 is scoping, not a
+  broken route);
+- if the role does not pass (admin-only routes such as ``PATCH /villages/<id>``,
+  ``GET /coordinators/<id>``, ``GET /staff/<id>``; ``POST /consents/<id>/revoke`` for a
+  coordinator; ``GET /stations/<id>`` for a farmer), the answer is **403** for every id: the
+  role check runs before any lookup, so a 403 reveals nothing about the object.
+
+A new route with a UUID argument this test does not know fails the test: add its kind below.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from core.auth.models import Device
+from core.authz import Principal, rule_for
+from core.errors import NongdaiError
+from tests import factories as f
+from tests.core.test_people_helpers import API, assert_problem, consent, creating
+
+UUID_ARG = re.compile(r"<uuid:(\w+)>")
+
+# Bodies that pass validation, so that the lookup (not the schema) decides the answer.
+BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
+    ("POST", "/farmers/<uuid:farmer_id>/consents"): {"purpose": "insurance", "valid_days": 30},
+    ("POST", "/consents/<uuid:consent_id>/revoke"): None,
+    ("POST", "/devices/<uuid:device_id>/revoke"): None,
+}
+PATCH_BODY = {"name": "新名字"}
+
+
+@dataclass
+class Side:
+    """One village's objects, by the URL argument that names them."""
+
+    ids: dict[str, uuid.UUID]
+
+
+def _side(session: Any) -> tuple[Side, dict[str, Any]]:
+    village = f.village(session)  # its own township and county
+    station = f.station(session, [village])
+    coordinator = f.coordinator(session, station)
+    farmer = f.farmer(session, village)
+    device = Device(coordinator=coordinator, label="phone")
+    session.add(device)
+    session.flush()
+    rows = {"village": village, "station": station, "coordinator": coordinator,
+            "farmer": farmer, "consent": consent(session, farmer), "device": device,
+            "staff": f.staff(session, ("reviewer",))}
+    ids = {"county_id": village.township.county.public_id,
+           "township_id": village.township.public_id,
+           **{f"{kind}_id": row.public_id for kind, row in rows.items()}}
+    return Side(ids), rows
+
+
+def _routes(app: Any) -> list[tuple[str, Any]]:
+    found = []
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(API) and UUID_ARG.search(rule.rule):
+            found.extend((method, rule) for method in sorted(rule.methods - {"HEAD",
+                                                                             "OPTIONS"}))
+    return found
+
+
+@dataclass
+class Walker:
+    """Calls every UUID route as one principal."""
+
+    app: Any
+    client: Any
+    principal: Principal
+    headers: dict[str, str]
+
+    def allowed(self, method: str, rule: Any) -> bool:
+        access_rule = rule_for(self.app.view_functions[rule.endpoint], method)
+        assert access_rule is not None
+        try:
+            access_rule.check(self.principal)
+        except NongdaiError:
+            return False
+        return True
+
+    def call(self, method: str, rule: Any, side: Side) -> Any:
+        relative = rule.rule.removeprefix(API)
+        names = UUID_ARG.findall(rule.rule)
+        unknown = [name for name in names if name not in side.ids]
+        assert not unknown, f"{method} {rule.rule}: add objects of kind {unknown} to this test"
+        values = {name: side.ids[name] for name in names}
+        path = self.app.url_map.bind("localhost").build(rule.endpoint, values)
+        body = PATCH_BODY if method == "PATCH" else BODIES.get((method, relative))
+        headers = self.headers
+        if method == "POST":
+            assert (method, relative) in BODIES, f"POST {rule.rule}: add a valid body to BODIES"
+            headers = creating(headers)
+        return self.client.open(path, method=method, headers=headers,
+                                **({"json": body} if body is not None else {}))
+
+    def walk(self, own: Side, other: Side) -> dict[str, int]:
+        """Call each route with ``other``'s ids, then ``own``'s; the status expected of other."""
+        outcome = {}
+        for method, rule in _routes(self.app):
+            label = f"{method} {rule.rule}"
+            response = self.call(method, rule, other)
+            if not self.allowed(method, rule):
+                assert_problem(response, 403, "forbidden")
+                assert_problem(self.call(method, rule, own), 403, "forbidden")
+                outcome[label] = 403
+                continue
+            assert_problem(response, 404, "not-found")
+            mine = self.call(method, rule, own)
+            assert mine.status_code < 300, (label, mine.get_json())
+            outcome[label] = 404
+        return outcome
+
+
+@pytest.fixture
+def sides(session: Any) -> tuple[tuple[Side, dict[str, Any]], tuple[Side, dict[str, Any]]]:
+    a, b = _side(session), _side(session)
+    session.commit()
+    return a, b
+
+
+def _walker(app: Any, client: Any, session: Any, kind: str, row: Any) -> Walker:
+    principal = Principal(kind=kind, id=row.id, public_id=row.public_id,
+                          roles=frozenset({kind}))
+    return Walker(app, client, principal, f.auth_headers(session, row))
+
+
+def test_a_coordinator_gets_404_for_everything_of_another_village(
+        app: Any, client: Any, session: Any, sides: Any) -> None:
+    (own, rows), (other, _) = sides
+    outcome = _walker(app, client, session, "coordinator", rows["coordinator"]).walk(own, other)
+    assert {label for label, status in outcome.items() if status == 404} >= {
+        "GET /api/v1/counties/<uuid:county_id>",
+        "GET /api/v1/townships/<uuid:township_id>",
+        "GET /api/v1/villages/<uuid:village_id>",
+        "GET /api/v1/stations/<uuid:station_id>",
+        "GET /api/v1/farmers/<uuid:farmer_id>",
+        "PATCH /api/v1/farmers/<uuid:farmer_id>",
+        "GET /api/v1/farmers/<uuid:farmer_id>/consents",
+        "POST /api/v1/farmers/<uuid:farmer_id>/consents",
+        "POST /api/v1/devices/<uuid:device_id>/revoke",
+    }
+    assert {label for label, status in outcome.items() if status == 403} >= {
+        "PATCH /api/v1/villages/<uuid:village_id>",
+        "PATCH /api/v1/stations/<uuid:station_id>",
+        "GET /api/v1/coordinators/<uuid:coordinator_id>",
+        "PATCH /api/v1/coordinators/<uuid:coordinator_id>",
+        "GET /api/v1/staff/<uuid:staff_id>",
+        "PATCH /api/v1/staff/<uuid:staff_id>",
+        "POST /api/v1/consents/<uuid:consent_id>/revoke",
+    }
+
+
+def test_a_farmer_gets_404_for_everything_but_their_own(
+        app: Any, client: Any, session: Any, sides: Any) -> None:
+    (own, rows), (other, _) = sides
+    farmer = rows["farmer"]
+    neighbour = f.farmer(session, rows["village"])  # same village, still not theirs
+    neighbours = Side({**other.ids, "farmer_id": neighbour.public_id,
+                       "consent_id": consent(session, neighbour).public_id})
+    session.commit()
+    walker = _walker(app, client, session, "farmer", farmer)
+    for others in (other, neighbours):
+        outcome = walker.walk(own, others)
+        assert {label for label, status in outcome.items() if status == 404} >= {
+            "GET /api/v1/farmers/<uuid:farmer_id>",
+            "GET /api/v1/farmers/<uuid:farmer_id>/consents",
+            "POST /api/v1/farmers/<uuid:farmer_id>/consents",
+            "POST /api/v1/consents/<uuid:consent_id>/revoke",
+            "GET /api/v1/villages/<uuid:village_id>",
+        }
+        own.ids["consent_id"] = consent(session, farmer).public_id  # the walk revoked it
+        session.commit()
+
+
+def test_the_walk_covers_every_uuid_route(app: Any) -> None:
+    kinds: set[str] = set()
+    for _, rule in _routes(app):
+        kinds.update(UUID_ARG.findall(rule.rule))
+    assert kinds >= {"county_id", "township_id", "village_id", "station_id", "farmer_id",
+                     "consent_id", "coordinator_id", "staff_id"}
