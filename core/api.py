@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import flask_swagger_ui
 import marshmallow as ma
 import sqlalchemy as sa
-import flask_swagger_ui
 from flask import Flask, current_app, send_from_directory
 from flask_smorest import Api as _SmorestApi
 from flask_smorest import Blueprint
@@ -57,7 +57,7 @@ class Schema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    def handle_error(self, error: ma.ValidationError, data: Any, **_kwargs: Any) -> None:
+    def handle_error(self, error: ma.ValidationError, _data: Any, **_kwargs: Any) -> None:
         messages = error.messages
         if not isinstance(messages, dict):
             return

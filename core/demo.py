@@ -96,7 +96,7 @@ def banner(app: Flask) -> str:
             "Demo logins (POST /api/v1/auth/login {username, password}):",
             *(f"  {u:<16} {DEMO_PASSWORD}   {'/'.join(r)}" for u, _, r in STAFF),
             *(f"  {u:<16} {DEMO_PASSWORD}   coordinator" for u, *_ in COORDINATORS),
-            "Demo farmers sign in by SMS code (POST /api/v1/auth/otp {phone}, then .../otp/verify):",
+            "Demo farmers sign in by SMS code (POST /api/v1/auth/otp, then /auth/otp/verify):",
             *(f"  {phone}  {name}" for name, phone, *_ in FARMERS),
             f"  the demo SMS sender writes codes to {sms_log}",
         ]

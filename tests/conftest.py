@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-
 from flask.testing import FlaskClient
 
 from app import create_app
