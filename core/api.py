@@ -20,7 +20,8 @@ import marshmallow as ma
 import sqlalchemy as sa
 from flask import Flask, current_app, send_from_directory
 from flask_smorest import Api as _SmorestApi
-from flask_smorest import Blueprint
+from flask_smorest import Blueprint as _SmorestBlueprint
+from webargs.flaskparser import FlaskParser
 
 from core.errors import ValidationFailed
 
@@ -45,6 +46,23 @@ class Api(_SmorestApi):
 
     def _register_error_handlers(self) -> None:
         """Errors are rendered by :mod:`core.errors`, in one shape, for the whole app."""
+
+
+class Parser(FlaskParser):
+    """webargs' parser, but JSON nested past the interpreter's recursion limit is a
+    malformed body (400), not a 500."""
+
+    def _raw_load_json(self, req: Any) -> Any:
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError as exc:
+            raise json.JSONDecodeError("nested too deeply", "[", 0) from exc
+
+
+class Blueprint(_SmorestBlueprint):
+    """The blueprint every domain uses: flask-smorest's, with :class:`Parser`."""
+
+    ARGUMENTS_PARSER = Parser()
 
 
 class Schema(ma.Schema):

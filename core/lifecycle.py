@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
-from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from core.db import db
 
@@ -32,9 +32,15 @@ class AuditMissing(RuntimeError):
 
 class NongdaiFlask(Flask):
     def dispatch_request(self) -> Any:  # type: ignore[override]
-        rv = super().dispatch_request()
-        response = self.make_response(rv)
-        finish_transaction(response)
+        try:
+            rv = super().dispatch_request()
+            response = self.make_response(rv)
+            finish_transaction(response)
+        except BaseException:
+            # A raising view or a failed commit: roll back now, not at app-context teardown,
+            # so error handlers and hooks see a clean session (and SQLite's write lock is free).
+            db.session.rollback()
+            raise
         return response
 
 
@@ -83,6 +89,8 @@ def finish_transaction(response: Response) -> None:
 
 
 def _start() -> None:
+    for name in list(vars(g)):  # a fresh g per request, even inside an outer app context
+        delattr(g, name)
     g.started = time.perf_counter()
     incoming = request.headers.get("X-Request-Id", "")
     g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
@@ -90,6 +98,17 @@ def _start() -> None:
             and (request.content_length or request.headers.get("Transfer-Encoding"))
             and not request.is_json):
         raise UnsupportedMediaType("Send the body as application/json")
+    _refuse_cut_body()
+
+
+def _refuse_cut_body() -> None:
+    """werkzeug stops reading a body without Content-Length (chunked transfer) at
+    MAX_CONTENT_LENGTH and passes on the truncated bytes; refuse it as too large instead."""
+    limit = request.max_content_length
+    if (limit is not None and request.content_length is None
+            and request.headers.get("Transfer-Encoding")
+            and len(request.get_data()) >= limit):
+        raise RequestEntityTooLarge()
 
 
 def _finish(response: Response) -> Response:

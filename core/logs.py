@@ -45,8 +45,19 @@ class RedactFilter(logging.Filter):
         return True
 
 
+class _MaskingJsonFormatter(JsonFormatter):
+    """Masks ID numbers in tracebacks and stacks too: the formatter renders them from
+    ``exc_info`` after the filters have run, so the filter cannot reach them."""
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - overrides logging.Formatter
+        return mask_text(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - overrides logging.Formatter
+        return mask_text(super().formatStack(stack_info))
+
+
 def _formatter() -> logging.Formatter:
-    return JsonFormatter(
+    return _MaskingJsonFormatter(
         "{asctime}{levelname}{name}{message}{request_id}",
         style="{",
         rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},

@@ -6,10 +6,9 @@ import uuid
 from typing import Any
 
 from flask import current_app, request
-from flask_smorest import Blueprint
 
 from core import ratelimit
-from core.api import PageArgs, page_schema, paginate
+from core.api import Blueprint, PageArgs, page_schema, paginate
 from core.auth import devices, login, otp, sessions
 from core.auth.models import Device
 from core.auth.schemas import (

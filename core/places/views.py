@@ -10,10 +10,9 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
-from flask_smorest import Blueprint
 from sqlalchemy.orm import selectinload
 
-from core.api import PageArgs, paginate
+from core.api import Blueprint, PageArgs, paginate
 from core.authz import access, get_visible, visible
 from core.db import db
 from core.errors import NotFound

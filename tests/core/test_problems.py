@@ -1,0 +1,219 @@
+"""Every error is ``application/problem+json`` with a stable code (core.errors, core.lifecycle).
+
+Exercised on real endpoints: POST /api/v1/villages (admin) and POST /api/v1/counties.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from core.api import SERVER_OWNED
+from core.places import services
+from core.places.models import County, Village
+from tests import factories
+
+VILLAGES = "/api/v1/villages"
+COUNTIES = "/api/v1/counties"
+FIELDS = {"type", "title", "status", "detail", "code"}
+
+
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body.keys() >= FIELDS
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"] == f"urn:nongdai:problem:{code}"
+    assert body["request_id"] == response.headers["X-Request-Id"]
+    return body
+
+
+@pytest.fixture
+def township(session: Any) -> Any:
+    return factories.township(session, factories.county(session, code="330521"),
+                              code="330521100")
+
+
+@pytest.fixture
+def admin(session: Any, township: Any) -> dict[str, str]:
+    return factories.auth_headers(session, factories.staff(session))
+
+
+def _count(session: Any, model: Any) -> int:
+    return int(session.scalar(sa.select(sa.func.count()).select_from(model)))
+
+
+# --- bodies ------------------------------------------------------------------------------------
+
+def test_malformed_json(client: Any, admin: dict[str, str]) -> None:
+    response = client.post(VILLAGES, data=b'{"code": "3305', headers=admin,
+                           content_type="application/json")
+
+    assert_problem(response, 400, "malformed-json")
+
+
+def test_wrong_field_types_are_reported_by_field(client: Any, admin: dict[str, str]) -> None:
+    response = client.post(VILLAGES, json={"code": 330521100201, "name": ["村"]}, headers=admin)
+
+    body = assert_problem(response, 422, "validation-failed")
+    assert set(body["errors"]) == {"code", "name"}
+
+
+def test_missing_fields_are_reported_by_field(client: Any, admin: dict[str, str]) -> None:
+    body = assert_problem(client.post(VILLAGES, json={}, headers=admin), 422, "validation-failed")
+
+    assert set(body["errors"]) == {"code", "name"}
+
+
+def test_unknown_fields_are_refused(client: Any, admin: dict[str, str]) -> None:
+    response = client.post(VILLAGES, headers=admin,
+                           json={"code": "330521100201", "name": "新村", "colour": "red"})
+
+    body = assert_problem(response, 422, "validation-failed")
+    assert set(body["errors"]) == {"colour"}
+
+
+@pytest.mark.parametrize("field", ["id", "township_id", "created_at"])
+def test_server_owned_fields_are_refused(client: Any, session: Any, admin: dict[str, str],
+                                         township: Any, field: str) -> None:
+    value = str(township.public_id) if field != "created_at" else "2024-01-01T00:00:00Z"
+    response = client.post(VILLAGES, headers=admin,
+                           json={"code": "330521100201", "name": "新村", field: value})
+
+    body = assert_problem(response, 422, "validation-failed")
+    assert body["errors"] == {field: [SERVER_OWNED]}
+    assert _count(session, Village) == 0
+
+
+def test_oversized_body(client: Any, app: Any, admin: dict[str, str]) -> None:
+    padding = "x" * app.config["MAX_CONTENT_LENGTH"]
+
+    response = client.post(VILLAGES, json={"code": "330521100201", "name": padding},
+                           headers=admin)
+
+    assert_problem(response, 413, "payload-too-large")
+
+
+def _chunked(client: Any, admin: dict[str, str], body: bytes) -> Any:
+    """A body without Content-Length, as a server that decodes chunked transfer passes it on."""
+    return client.post(VILLAGES, input_stream=io.BytesIO(body),
+                       headers={**admin, "Transfer-Encoding": "chunked",
+                                "Content-Type": "application/json"},
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+def test_oversized_chunked_body(client: Any, app: Any, admin: dict[str, str]) -> None:
+    padding = "x" * app.config["MAX_CONTENT_LENGTH"]
+    body = json.dumps({"code": "330521100201", "name": padding}).encode()
+
+    assert_problem(_chunked(client, admin, body), 413, "payload-too-large")
+
+
+def test_chunked_body_within_limit_is_read(client: Any, admin: dict[str, str]) -> None:
+    body = json.dumps({"code": "330521100201", "name": "新村"}).encode()
+
+    assert _chunked(client, admin, body).status_code == 201
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_non_json_body(client: Any, admin: dict[str, str], content_type: str) -> None:
+    response = client.post(VILLAGES, data=b"code=330521100201", headers=admin,
+                           content_type=content_type)
+
+    assert_problem(response, 415, "unsupported-media-type")
+
+
+def test_deeply_nested_json(client: Any, admin: dict[str, str]) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+
+    response = client.post(VILLAGES, data=body, headers=admin, content_type="application/json")
+
+    assert_problem(response, 400, "malformed-json")
+
+
+# --- routing -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/api/v1/no-such-thing", "/no-such-page"])
+def test_unknown_route(client: Any, path: str) -> None:
+    assert_problem(client.get(path), 404, "not-found")
+
+
+def test_wrong_method_lists_the_allowed_ones(client: Any, admin: dict[str, str]) -> None:
+    response = client.delete(COUNTIES, headers=admin)
+
+    assert_problem(response, 405, "method-not-allowed")
+    assert {"GET", "POST"} <= {m.strip() for m in response.headers["Allow"].split(",")}
+
+
+# --- who is calling ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("authorization", [None, "Bearer not-a-token", "Basic dXNlcjpwdw==",
+                                           "Bearer "])
+def test_missing_or_invalid_token(client: Any, authorization: str | None) -> None:
+    headers = {"Authorization": authorization} if authorization is not None else {}
+
+    response = client.post(VILLAGES, json={"code": "330521100201", "name": "新村"},
+                           headers=headers)
+
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["code"] in {"unauthorized", "invalid-token"}
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_wrong_role(client: Any, session: Any, township: Any) -> None:
+    reviewer = factories.auth_headers(session, factories.staff(session, roles=("reviewer",)))
+
+    response = client.post(VILLAGES, json={"code": "330521100201", "name": "新村"},
+                           headers=reviewer)
+
+    assert_problem(response, 403, "forbidden")
+    assert _count(session, Village) == 0
+
+
+# --- failures on our side ----------------------------------------------------------------------
+
+def test_unexpected_exception_is_a_500_that_tells_nothing(
+        client: Any, session: Any, admin: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(db_session: Any, *, code: str, name: str) -> Village:
+        db_session.add(County(code="339999", name="half-written"))
+        db_session.flush()
+        raise RuntimeError(f"secret internals {code} {name}")
+
+    monkeypatch.setattr(services, "create_village", broken)
+
+    response = client.post(VILLAGES, json={"code": "330521100201", "name": "新村"},
+                           headers=admin)
+
+    body = assert_problem(response, 500, "internal-error")
+    assert "secret" not in response.get_data(as_text=True)
+    assert "RuntimeError" not in body["detail"]
+    assert session.scalar(sa.select(County).where(County.code == "339999")) is None
+
+
+def test_integrity_error_at_commit_is_a_409(client: Any, session: Any, admin: dict[str, str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    def racing(db_session: Any, *, code: str, name: str) -> County:
+        # Another request inserted this code (the fixture's county) after our check: the
+        # clash shows only at commit.
+        from core import audit  # noqa: PLC0415
+
+        county = County(code=code, name=name)
+        db_session.add(county)
+        audit.record(db_session, "county.create", county)
+        return county
+
+    monkeypatch.setattr(services, "create_county", racing)
+
+    response = client.post(COUNTIES, json={"code": "330521", "name": "德清县"}, headers=admin)
+
+    assert_problem(response, 409, "conflict")
+    assert session.scalars(sa.select(County.name).where(County.code == "330521")).all() == [
+        "德清县"]
