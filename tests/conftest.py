@@ -82,14 +82,18 @@ class ClosingClient(FlaskClient):
         return super().open(*args, **kwargs)
 
 
+def fresh_database_url(database: str, folder: Path) -> str:
+    """A migrated database for one test: a copy of the SQLite template, or PostgreSQL."""
+    if PG_URL:
+        return PG_URL
+    copy = folder / "nongdai.sqlite3"
+    shutil.copyfile(database, copy)
+    return f"sqlite:///{copy}"
+
+
 @pytest.fixture
 def app(database: str, tmp_path: Path) -> Iterator[Any]:
-    if PG_URL:
-        url = PG_URL
-    else:
-        copy = tmp_path / "nongdai.sqlite3"
-        shutil.copyfile(database, copy)
-        url = f"sqlite:///{copy}"
+    url = fresh_database_url(database, tmp_path)
     application = create_app(_overrides(url, tmp_path))
     application.test_client_class = ClosingClient
     with application.app_context():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import PG_URL
+from tests.conftest import fresh_database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,12 +37,7 @@ def _wait_for(url: str, proc: subprocess.Popen[bytes], seconds: float = 30) -> r
 
 @pytest.mark.slow
 def test_gunicorn_serves_healthz_and_readyz(database: str, tmp_path: Path) -> None:
-    if PG_URL:
-        url = PG_URL
-    else:
-        copy = tmp_path / "nongdai.sqlite3"
-        shutil.copyfile(database, copy)
-        url = f"sqlite:///{copy}"
+    url = fresh_database_url(database, tmp_path)
     port = _free_port()
     env = {**os.environ, "NONGDAI_DATABASE_URL": url, "NONGDAI_INSTANCE_PATH": str(tmp_path),
            "NONGDAI_SEED_DEMO": "0"}
