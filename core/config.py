@@ -75,6 +75,8 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "NONGDAI_OTP_PER_CLIENT_PER_HOUR": _int(env, "OTP_PER_CLIENT_PER_HOUR", 30),
         "NONGDAI_LOGIN_PER_USER_PER_HOUR": _int(env, "LOGIN_PER_USER_PER_HOUR", 10),
         "NONGDAI_LOGIN_PER_CLIENT_PER_HOUR": _int(env, "LOGIN_PER_CLIENT_PER_HOUR", 60),
+        # Lookups of a farmer by ID number, per signed-in caller (slows probing of numbers).
+        "NONGDAI_LOOKUP_PER_USER_PER_HOUR": _int(env, "LOOKUP_PER_USER_PER_HOUR", 300),
         "NONGDAI_IDEMPOTENCY_HOURS": _int(env, "IDEMPOTENCY_HOURS", 48),
         "NONGDAI_IDEMPOTENCY_LOCK_SECONDS": _int(env, "IDEMPOTENCY_LOCK_SECONDS", 60),
         "NONGDAI_DB_BUSY_TIMEOUT_MS": _int(env, "DB_BUSY_TIMEOUT_MS", 10_000),

@@ -11,8 +11,10 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.orm import selectinload
 
+from core import ratelimit
 from core.api import Blueprint, PageArgs, paginate
 from core.authz import access, current_principal, get_visible, visible
 from core.db import db
@@ -59,6 +61,8 @@ def get_own_profile() -> Farmer:
 @blp.arguments(schemas.FarmerLookupSchema)
 @blp.response(200, schemas.FarmerSchema)
 def lookup_farmer(data: dict[str, Any]) -> Farmer:
+    limit = int(current_app.config["NONGDAI_LOOKUP_PER_USER_PER_HOUR"])
+    ratelimit.hit(ratelimit.key("farmer.lookup", current_principal().ref), limit, 3600)
     return services.lookup_farmer(db.session, data["id_number"], visible(Farmer))
 
 

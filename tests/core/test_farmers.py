@@ -210,3 +210,17 @@ def test_a_farmer_sees_only_themself(client: Any, session: Any, world: World) ->
                                headers=headers), 403)
     coordinator = f.auth_headers(session, world.coordinator_a)
     assert_problem(client.get(f"{API}/farmers/me", headers=coordinator), 403)
+
+
+def test_lookups_are_rate_limited_per_caller(app: Any, client: Any, session: Any, world: World,
+                                             coordinator: dict[str, str]) -> None:
+    app.config["NONGDAI_LOOKUP_PER_USER_PER_HOUR"] = 2
+    admin = f.auth_headers(session, world.admin)
+    url = f"{API}/farmers/lookup"
+    nobody = {"id_number": idnumber.make("330521", date(1990, 12, 31), 5)}
+    for _ in range(2):
+        assert_problem(client.post(url, json=nobody, headers=coordinator), 404)
+    limited = client.post(url, json=nobody, headers=coordinator)
+    assert_problem(limited, 429, "rate-limited")
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert_problem(client.post(url, json=nobody, headers=admin), 404)  # another caller's bucket
