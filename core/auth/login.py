@@ -20,6 +20,7 @@ from core.people.models import Coordinator, Staff
 
 
 def _find(session: Any, username: str) -> Staff | Coordinator | None:
+    username = username.strip().lower()  # usernames are stored lower-case
     for model in (Staff, Coordinator):
         row = session.scalars(sa.select(model).where(model.username == username)).first()
         if row is not None:

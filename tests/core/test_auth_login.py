@@ -67,6 +67,10 @@ def test_staff_signs_in(client, session, admin):
     assert event.summary == {"method": "password", "kind": "staff", "device": None}
 
 
+def test_username_is_case_insensitive(client, session, admin):
+    assert login(client, session, "  LI ").status_code == 200
+
+
 def test_coordinator_signs_in(client, session, coordinator):
     response = login(client, session, "wang")
     assert response.status_code == 200
