@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from flask import g, has_request_context
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, IntPK, UTCDateTime, utcnow
+from core.db import Base, DbSession, IntPK, UTCDateTime, table, utcnow
+from core.lifecycle import note_audit_event
 
 SYSTEM = "system"
 
@@ -40,19 +41,25 @@ def _actor() -> str:
     return principal.ref if principal else "anonymous"
 
 
-def record(session: Any, action: str, obj: Any = None, *,
-           summary: dict[str, Any] | None = None, actor: str | None = None) -> AuditEvent:
-    """Add an audit event to ``session`` (flushed with the change it describes)."""
+_INSERT = sa.insert(table(AuditEvent))
+
+
+def record(session: DbSession, action: str, obj: Any = None, *,
+           summary: dict[str, Any] | None = None, actor: str | None = None) -> None:
+    """Write an audit event in ``session``'s transaction, now.
+
+    ``obj`` must have been flushed (its ``public_id`` is the event's object id). A Core INSERT,
+    not an ORM object: an event is never read back by the request that writes it, and every
+    state-changing request pays for one.
+    """
     object_id = getattr(obj, "public_id", obj)
-    event = AuditEvent(
-        actor=actor or _actor(),
-        action=action,
-        object_type=getattr(obj, "__tablename__", None) if obj is not None else None,
-        object_id=str(object_id) if isinstance(object_id, uuid.UUID | str) else None,
-        request_id=g.get("request_id") if has_request_context() else None,
-        summary=summary or {},
-    )
-    session.add(event)
-    if has_request_context():
-        g.audit_events = g.get("audit_events", 0) + 1
-    return event
+    session.execute(_INSERT, {
+        "occurred_at": utcnow(),
+        "actor": actor or _actor(),
+        "action": action,
+        "object_type": getattr(obj, "__tablename__", None) if obj is not None else None,
+        "object_id": str(object_id) if isinstance(object_id, uuid.UUID | str) else None,
+        "request_id": g.get("request_id") if has_request_context() else None,
+        "summary": summary or {},
+    })
+    note_audit_event(session)

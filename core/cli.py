@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 
 @click.command("seed-demo", help="Seed the demo county, people and logins (once).")
+@with_appcontext
 def seed_demo_command() -> None:
     from core import demo  # noqa: PLC0415 - demo data is not part of serving requests
 

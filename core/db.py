@@ -15,14 +15,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session
+
+# What services take as their first argument: the request's scoped session, or a plain one.
+DbSession = Session | scoped_session[Any]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -83,6 +86,18 @@ def fk(target: str, **kwargs: Any) -> Any:
                          sa.ForeignKey(target), **kwargs)
 
 
+def table(model: type[Base]) -> sa.Table:
+    """The Core table of ``model``, for set-based statements (typed as a ``Table``, which
+    ``__table__`` is at run time)."""
+    return cast(sa.Table, model.__table__)
+
+
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE or DELETE matched (``Session.execute`` is typed as returning a plain
+    ``Result``; for those statements it is a ``CursorResult``)."""
+    return int(cast(sa.CursorResult[Any], result).rowcount or 0)
+
+
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -97,10 +112,14 @@ class Model(Base):
     created_at: Mapped[CreatedAt]
 
 
-db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True})
+db = SQLAlchemy(model_class=Base)
+
+# Statement parameters carry phone numbers, names and password hashes: never put them in an
+# exception's text, which reaches the error log.
+_ENGINE_OPTIONS: dict[str, Any] = {"hide_parameters": True}
 
 
-def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+def configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     """Durable, serialised SQLite: WAL + synchronous=FULL, BEGIN IMMEDIATE, real SAVEPOINTs.
 
     pysqlite's own transaction handling defers BEGIN until the first write and breaks
@@ -120,29 +139,91 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+
+def engine_options(url: sa.URL) -> dict[str, Any]:
+    """SQLite is a local file: a liveness ping on every checkout would only cost time."""
+    options = dict(_ENGINE_OPTIONS)
+    if url.get_backend_name() != "sqlite":
+        options["pool_pre_ping"] = True
+    return options
 
 
 def init_app(app: Flask) -> None:
     url = sa.make_url(app.config["SQLALCHEMY_DATABASE_URI"])
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        **engine_options(url), **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {})}
     db.init_app(app)
     with app.app_context():
         engine = db.engine
         if engine.dialect.name == "sqlite":
-            _configure_sqlite(engine, app.config["NONGDAI_DB_BUSY_TIMEOUT_MS"])
+            configure_sqlite(engine, app.config["NONGDAI_DB_BUSY_TIMEOUT_MS"])
+
+
+READ_ONLY = "nongdai_read_only"  # execution option: see begin_read()
+
+
+def begin_read(session: DbSession) -> None:
+    """Begin the session's next transaction as a read that takes no write lock.
+
+    On SQLite every other transaction begins IMMEDIATE, holding the database's one write lock
+    from its first statement to its end; a read that ends before any write need not wait for
+    it, nor make writers wait (WAL readers see the last commit). Use it for reads that end
+    with a rollback before the request writes: authentication, an idempotent replay. Writing
+    in such a transaction is a bug (SQLite may refuse the upgrade with "database is locked").
+    Elsewhere a no-op: PostgreSQL's reads never block writers.
+    """
+    plain = session() if isinstance(session, scoped_session) else session
+    if plain.in_transaction():
+        raise RuntimeError("begin_read() while the session holds a transaction")
+    session.connection(execution_options={READ_ONLY: True})
+
+
+class SideTransactionInsideRequest(RuntimeError):
+    """A side transaction was asked for while the request's own transaction was open."""
 
 
 @contextmanager
 def side_transaction() -> Iterator[Connection]:
     """A short transaction on its own connection that commits whatever the request does.
 
-    For counters that must survive a failed request: rate-limit hits, one-time-code
-    attempts, idempotency claims. Call it before the request's own session has begun a
-    transaction (on SQLite the request would otherwise hold the write lock).
+    For counters that must survive a failed request: rate-limit hits, one-time-code attempts,
+    the revocation of a session whose refresh token was reused. The rule, the same on every
+    backend: it runs only while the request's session holds no transaction, that is before the
+    request reads anything or after its work was rolled back (``ratelimit.failures``). On
+    SQLite the request's transaction holds the write lock, so breaking the rule would deadlock;
+    on PostgreSQL it would work, which is how such a bug hides until the embedded default.
     """
-    if db.engine.dialect.name == "sqlite" and db.session().in_transaction():
-        raise RuntimeError("side_transaction() inside an open request transaction would deadlock")
+    if db.session().in_transaction():
+        raise SideTransactionInsideRequest(
+            "side_transaction() while the request's session holds a transaction")
     with db.engine.begin() as conn:
         yield conn
+
+
+@contextmanager
+def savepoint(session: DbSession) -> Iterator[None]:
+    """One unit of work inside the current transaction, rolled back alone if it fails.
+
+    A SAVEPOINT (real on SQLite too, see ``configure_sqlite``): when the block raises, the
+    unit's rows are undone, and so is what it noted in ``session.info`` (audit-event counts,
+    callbacks to run after the commit); the error propagates and the enclosing transaction
+    goes on, to commit the other units. The sync push applies each operation of a batch this
+    way, with one durable commit for the batch.
+    """
+    noted = {key: _copy(value) for key, value in session.info.items()}
+    try:
+        with session.begin_nested():
+            yield
+    except BaseException:
+        session.info.clear()
+        session.info.update(noted)
+        raise
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value

@@ -1,14 +1,20 @@
 """Idempotency keys: a creating request sent twice has its effect once.
 
 A client (a farmer's phone on a weak network, a coordinator's queued work) sends an
-``Idempotency-Key`` header with a creating request. The first request claims the key in a
-side transaction and runs the view; on success the stored response is written in the
-request's own transaction, so it commits with the change it describes or not at all. A retry
-with the same key and body gets the stored response (``Idempotent-Replayed: true``); the same
-key with another body is refused (422); a retry while the first still runs gets 409. A failed
-request releases its claim so that the client can retry with the same key. A claim whose
-worker died is taken over once its lock expires; a fencing token keeps the late worker from
-completing or releasing a claim it no longer holds.
+``Idempotency-Key`` header with a creating request. The stored answer is written in the
+request's own transaction, beside the change it describes, so both commit together or not at
+all: no claim to release, no lock to expire, nothing to take over when a worker dies. A retry
+with the same key and body gets the stored answer (``Idempotent-Replayed: true``) from one
+SELECT in a read transaction, without writing; the same key with another method, path or body
+is refused (422).
+
+Two requests with one key at the same time: on PostgreSQL the look-up also takes a
+transaction-scoped advisory lock on the key; the second request, unable to take it, answers
+409 with Retry-After. On SQLite the look-up is a read that ends at once (so a replay never
+waits for a writer, and a new request holds the write lock only from its view's first
+statement to its commit). On both, a twin that commits in between makes the answer's INSERT
+fail on the unique (scope, key) constraint, and the request, rolled back whole, replays the
+twin's answer.
 
 Views: ``@blp.route`` → ``@access(...)`` → ``@idempotent`` → ``@blp.arguments`` → ...
 """
@@ -19,9 +25,7 @@ import functools
 import hashlib
 import json
 import logging
-import math
 import re
-import secrets
 from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
@@ -31,31 +35,29 @@ from typing import Any, TypeVar, cast
 import sqlalchemy as sa
 from apispec import BasePlugin
 from flask import Flask, Response, current_app, g, request
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import jobs
-from core.db import Base, CreatedAt, IntPK, UTCDateTime, db, side_transaction, utcnow
+from core.db import Base, CreatedAt, DbSession, IntPK, UTCDateTime, begin_read, db, utcnow
 from core.errors import Conflict, NongdaiError, ValidationFailed
-from core.lifecycle import after_commit
+from core.lifecycle import rollback
 
 log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MARK = "_nongdai_idempotent"  # set on every wrapped view (tests walk the routes for it)
-IN_PROGRESS, COMPLETED = "in_progress", "completed"
 MIN_HOURS = 24
 _KEY = re.compile(r"[\x20-\x7e]{1,200}")
 _STORED_HEADERS = ("Content-Type", "Location")
-_CLAIM_ATTEMPTS = 3
 _DOC_MARK = "x-nongdai-idempotent"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class IdempotencyRecord(Base):
-    """One key of one caller: claimed while its request runs, then the stored response."""
+    """The answer given to one key of one caller, kept ``NONGDAI_IDEMPOTENCY_HOURS``."""
 
     __tablename__ = "idempotency_records"
     __table_args__ = (sa.UniqueConstraint("scope", "key"),)
@@ -66,12 +68,9 @@ class IdempotencyRecord(Base):
     method: Mapped[str] = mapped_column(sa.String(10))
     path: Mapped[str] = mapped_column(sa.Text)
     request_hash: Mapped[str] = mapped_column(sa.String(64))
-    state: Mapped[str] = mapped_column(sa.String(12))
-    claim_token: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    response_status: Mapped[int | None] = mapped_column(nullable=True)
-    response_body: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
-    response_headers: Mapped[dict[str, str] | None] = mapped_column(sa.JSON, nullable=True)
+    response_status: Mapped[int]
+    response_body: Mapped[str] = mapped_column(sa.Text)
+    response_headers: Mapped[dict[str, str]] = mapped_column(sa.JSON)
     created_at: Mapped[CreatedAt]
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
@@ -105,28 +104,26 @@ class Fingerprint:
     path: str
     request_hash: str
 
-
-@dataclass
-class Claim:
-    """This request holds the key; ``token`` fences it against a takeover."""
-
-    record_id: int
-    token: str
-    committed: bool = False
-
-    def mark_committed(self) -> None:
-        self.committed = True
+    def lock_id(self) -> int:
+        """A signed 64-bit number for PostgreSQL's advisory locks, from scope and key."""
+        digest = hashlib.sha256(f"{self.scope}\x00{self.key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
 
 
 # --- the request's fingerprint ----------------------------------------------------------------
 
 def _canonical_body(raw: bytes) -> bytes:
-    """JSON re-dumped with sorted keys and no whitespace; any other body as sent."""
+    """JSON re-dumped with sorted keys and no whitespace; any other body as sent.
+
+    ``surrogatepass``: a lone surrogate (``"\\ud800"``) is valid JSON that UTF-8 cannot encode;
+    the body is refused later by the schema, but hashing it must not fail first.
+    """
     try:
         parsed = json.loads(raw)
     except (ValueError, RecursionError):
         return raw
-    return json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "surrogatepass")
 
 
 def request_hash(method: str, path: str, body: bytes) -> str:
@@ -149,137 +146,119 @@ def _fingerprint(key: str) -> Fingerprint:
                        request_hash(request.method, request.path, request.get_data()))
 
 
-# --- claiming ---------------------------------------------------------------------------------
+# --- looking up, locking, storing -------------------------------------------------------------
 
-def _lock_until(now: datetime) -> datetime:
-    return now + timedelta(seconds=int(current_app.config["NONGDAI_IDEMPOTENCY_LOCK_SECONDS"]))
-
-
-def _insert(fp: Fingerprint) -> Claim | None:
-    now, token = utcnow(), secrets.token_hex(16)
-    hours = max(MIN_HOURS, int(current_app.config["NONGDAI_IDEMPOTENCY_HOURS"]))
-    try:
-        with side_transaction() as conn:
-            result = conn.execute(sa.insert(_records).values(
-                scope=fp.scope, key=fp.key, method=fp.method, path=fp.path,
-                request_hash=fp.request_hash, state=IN_PROGRESS, claim_token=token,
-                locked_until=_lock_until(now), created_at=now,
-                expires_at=now + timedelta(hours=hours)))
-    except IntegrityError:
-        return None
-    return Claim(cast(int, result.inserted_primary_key[0]), token)
+_FIND = sa.select(_records).where(_records.c.scope == sa.bindparam("scope"),
+                                  _records.c.key == sa.bindparam("key"))
+_INSERT = sa.insert(_records)
+_FORGET_EXPIRED = sa.delete(_records).where(_records.c.scope == sa.bindparam("scope"),
+                                            _records.c.key == sa.bindparam("key"),
+                                            _records.c.expires_at <= sa.bindparam("now"))
 
 
-def _load(fp: Fingerprint) -> sa.Row[Any] | None:
-    with side_transaction() as conn:
-        return conn.execute(sa.select(_records).where(
-            _records.c.scope == fp.scope, _records.c.key == fp.key)).first()
+def _find_and_hold() -> sa.Select[Any]:
+    """PostgreSQL: the key's record (all NULL when none) and a try for the key's advisory
+    lock, in one round trip."""
+    lock = sa.func.pg_try_advisory_xact_lock(sa.bindparam("lock_id", type_=sa.BigInteger))
+    one = sa.select(sa.literal(1).label("one")).subquery()
+    on = sa.and_(_records.c.scope == sa.bindparam("scope"), _records.c.key == sa.bindparam("key"))
+    return sa.select(lock.label("held"), *_records.c).select_from(one.outerjoin(_records, on))
 
 
-def _guarded(statement: Any) -> bool:
-    """Run an UPDATE/DELETE whose WHERE only one concurrent caller can satisfy."""
-    with side_transaction() as conn:
-        return conn.execute(statement).rowcount == 1
+_FIND_AND_HOLD = _find_and_hold()
 
 
-def _take_over(row: sa.Row[Any], now: datetime) -> Claim | None:
-    token = secrets.token_hex(16)
-    won = _guarded(sa.update(_records)
-                   .where(_records.c.id == row.id, _records.c.state == IN_PROGRESS,
-                          _records.c.locked_until < now)
-                   .values(claim_token=token, locked_until=_lock_until(now)))
-    if won:
-        log.warning("idempotency claim taken over after its lock expired",
-                    extra={"idempotency_record": row.id})
-    return Claim(row.id, token) if won else None
+def _find(session: DbSession, fp: Fingerprint) -> tuple[sa.Row[Any] | None, bool]:
+    """The key's record (or ``None``), and whether this request now holds the key.
+
+    On PostgreSQL the look-up also tries the key's transaction-scoped advisory lock: a request
+    that holds it may go on (a twin that committed meanwhile is caught by the answer's INSERT,
+    see :func:`_store`), one that does not, while no answer is stored, gets 409. On SQLite
+    the look-up is a read that takes no lock at all.
+    """
+    params = {"scope": fp.scope, "key": fp.key}
+    if session.get_bind().dialect.name != "postgresql":
+        return session.execute(_FIND, params).first(), False
+    row = session.execute(_FIND_AND_HOLD, {**params, "lock_id": fp.lock_id()}).one()
+    return (row if row.id is not None else None), bool(row.held)
+
+
+def _hold(session: DbSession, held: bool) -> None:
+    """Go on as the key's only request: 409 on PostgreSQL when another request holds it; on
+    SQLite end the read, so the write lock is taken only by the view's first statement."""
+    if session.get_bind().dialect.name != "postgresql":
+        rollback(session)
+    elif not held:
+        raise IdempotencyInProgress("A request with this key is still being processed; retry "
+                                    "shortly with the same key")
 
 
 def _replay(row: sa.Row[Any]) -> Response:
     response = Response(row.response_body, status=row.response_status,
                         headers=row.response_headers or {})
     response.headers[REPLAYED_HEADER] = "true"
-    g.no_audit_needed = g.idempotency_replayed = True  # a replay changes nothing
+    g.no_audit_needed = True  # a replay changes nothing
     return response
 
 
-def _resolve(fp: Fingerprint, row: sa.Row[Any]) -> Claim | Response | None:
-    """Decide on a key that is already claimed; ``None`` means: try to claim it again."""
-    now = utcnow()
-    if row.expires_at <= now:  # past its lifetime: forget it, the key is free
-        _guarded(sa.delete(_records).where(_records.c.id == row.id,
-                                           _records.c.expires_at <= now))
+def _answer(row: sa.Row[Any] | None, fp: Fingerprint) -> Response | None:
+    """The stored answer to replay; ``None`` when there is none (or it expired); 422 when the
+    key was used for another request."""
+    if row is None or row.expires_at <= utcnow():  # past its lifetime, the key is free again
         return None
     if row.request_hash != fp.request_hash:
         raise IdempotencyKeyReused(f"This {HEADER} was sent with another method, path or body; "
                                    "use a new key for a new request")
-    if row.state == COMPLETED:
-        return _replay(row)
-    if row.locked_until is not None and row.locked_until > now:
-        wait = math.ceil((row.locked_until - now).total_seconds())
-        raise IdempotencyInProgress("A request with this key is still being processed; retry "
-                                    "later with the same key", retry_after=wait)
-    return _take_over(row, now)
+    return _replay(row)
 
 
-def _claim(fp: Fingerprint) -> Claim | Response:
-    for _ in range(_CLAIM_ATTEMPTS):
-        outcome = _insert(fp)
-        if outcome is None:
-            row = _load(fp)
-            outcome = None if row is None else _resolve(fp, row)
-        if outcome is not None:
-            return outcome
-    raise IdempotencyInProgress("This key is changing hands; retry shortly with the same key")
+def _stored(session: DbSession, fp: Fingerprint) -> Response | None:
+    return _answer(_find(session, fp)[0], fp)
 
 
-# --- completing and releasing -----------------------------------------------------------------
+def _store(session: DbSession, fp: Fingerprint, response: Response, *, expired: bool) -> Response:
+    """Keep the answer in the request's transaction: it commits with the change, or not at all.
 
-def _complete(claim: Claim, response: Response) -> None:
-    """Store the response in the request's session: it commits with the change, or not at all."""
+    An ``expired`` record of the key is replaced. A twin request that committed the same key
+    since this one looked (SQLite, see the module docstring) makes the INSERT fail: this
+    request's work is rolled back whole and the twin's answer given instead.
+    """
+    now = utcnow()
+    hours = max(MIN_HOURS, int(current_app.config["NONGDAI_IDEMPOTENCY_HOURS"]))
     stored = {name: response.headers[name] for name in _STORED_HEADERS if name in response.headers}
-    result = db.session.execute(
-        sa.update(_records)
-        .where(_records.c.id == claim.record_id, _records.c.claim_token == claim.token,
-               _records.c.state == IN_PROGRESS)
-        .values(state=COMPLETED, locked_until=None, response_status=response.status_code,
-                response_body=response.get_data(as_text=True), response_headers=stored))
-    if cast(sa.CursorResult[Any], result).rowcount != 1:
-        raise IdempotencyInProgress("This request took too long and another one with the same "
-                                    "key took over; retry with the same key")
-    after_commit(claim.mark_committed)
-
-
-def _release(claim: Claim) -> None:
-    _guarded(sa.delete(_records).where(_records.c.id == claim.record_id,
-                                       _records.c.claim_token == claim.token,
-                                       _records.c.state == IN_PROGRESS))
-
-
-def _teardown(_exc: BaseException | None) -> None:
-    """Release the claim of a request that did not commit (error, exception, failed commit)."""
-    if g.pop("idempotency_replayed", False):  # g outlives the request when the app context
-        g.pop("no_audit_needed", None)        # is shared (tests, CLI): undo what we set
-    claim: Claim | None = g.pop("idempotency_claim", None)
-    if claim is None or claim.committed:
-        return
-    db.session.rollback()  # first: the failed request may still hold locks the DELETE needs
+    if expired:
+        session.execute(_FORGET_EXPIRED, {"scope": fp.scope, "key": fp.key, "now": now})
     try:
-        _release(claim)
-    except SQLAlchemyError:
-        log.exception("could not release an idempotency claim; it is free once its lock expires")
+        session.execute(_INSERT, {
+            "scope": fp.scope, "key": fp.key, "method": fp.method, "path": fp.path,
+            "request_hash": fp.request_hash, "response_status": response.status_code,
+            "response_body": response.get_data(as_text=True), "response_headers": stored,
+            "created_at": now, "expires_at": now + timedelta(hours=hours)})
+    except IntegrityError:
+        rollback(session)
+        begin_read(session)
+        twin = _stored(session, fp)
+        if twin is None:
+            raise
+        log.info("idempotency key answered by a concurrent twin", extra={"key_scope": fp.scope})
+        return twin
+    return response
 
 
 # --- the decorator ----------------------------------------------------------------------------
 
 def _run(view: Callable[..., Any], args: Any, kwargs: Any) -> Response:
     fp = _fingerprint(request.headers[HEADER])
-    outcome = _claim(fp)
-    if isinstance(outcome, Response):
-        return outcome
-    g.idempotency_claim = outcome
+    session = db.session
+    begin_read(session)  # SQLite: the look-up takes no write lock (a no-op elsewhere)
+    row, held = _find(session, fp)
+    answer = _answer(row, fp)
+    if answer is not None:
+        return answer
+    _hold(session, held)
     response = current_app.make_response(current_app.ensure_sync(view)(*args, **kwargs))
     if 200 <= response.status_code < 300:
-        _complete(outcome, response)
+        return _store(session, fp, response, expired=row is not None)
     return response
 
 
@@ -305,7 +284,7 @@ def is_idempotent(view: Any) -> bool:
 
 # --- housekeeping -----------------------------------------------------------------------------
 
-def purge_expired() -> int:
+def purge_expired(_run: jobs.JobRun | None = None) -> int:
     """Job: delete records past their lifetime (runs in the job's transaction)."""
     result = db.session.execute(sa.delete(_records).where(_records.c.expires_at < utcnow()))
     count = cast(sa.CursorResult[Any], result).rowcount
@@ -341,6 +320,5 @@ def _document(app: Flask) -> None:
 
 
 def init_app(app: Flask) -> None:
-    app.teardown_request(_teardown)
     jobs.register(app, jobs.Job("idempotency.purge", purge_expired, {"hours": 1}))
     _document(app)

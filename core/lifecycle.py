@@ -3,7 +3,11 @@
 :class:`NongdaiFlask` commits the request's session after the view returns a success, so a
 failure anywhere (the view, the audit check, the commit itself) reaches the central error
 handler and nothing is half-written. Work that must wait for the commit (sending an SMS,
-say) registers with :func:`after_commit`.
+say) registers with :func:`after_commit` or :func:`after_response`.
+
+What a request notes about its transaction (audit events written, callbacks waiting for the
+commit) lives in the session's ``info``, not in ``g``: a unit rolled back by
+:func:`core.db.savepoint` takes its notes with it, and each request has its own session.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from core.db import db
+from core.db import DbSession, db
 
 log = logging.getLogger("nongdai.access")
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+AUDITED = "nongdai.audit_events"  # session.info keys
+_AFTER_COMMIT = "nongdai.after_commit"
+_AFTER_RESPONSE = "nongdai.after_response"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -31,7 +38,7 @@ class AuditMissing(RuntimeError):
 
 
 class NongdaiFlask(Flask):
-    def dispatch_request(self) -> Any:  # type: ignore[override]
+    def dispatch_request(self) -> Any:
         try:
             rv = super().dispatch_request()
             response = self.make_response(rv)
@@ -39,14 +46,26 @@ class NongdaiFlask(Flask):
         except BaseException:
             # A raising view or a failed commit: roll back now, not at app-context teardown,
             # so error handlers and hooks see a clean session (and SQLite's write lock is free).
-            db.session.rollback()
+            rollback(db.session)
             raise
         return response
 
 
+def rollback(session: DbSession) -> None:
+    """Roll the transaction back and forget what it noted."""
+    session.rollback()
+    for key in (AUDITED, _AFTER_COMMIT, _AFTER_RESPONSE):
+        session.info.pop(key, None)
+
+
+def note_audit_event(session: DbSession) -> None:
+    """Count an audit event written in this transaction (see :class:`AuditMissing`)."""
+    session.info[AUDITED] = session.info.get(AUDITED, 0) + 1
+
+
 def after_commit(callback: Callable[[], None]) -> None:
     """Run ``callback`` once the request's transaction has committed (never on rollback)."""
-    g.setdefault("after_commit", []).append(callback)
+    db.session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 def after_response(callback: Callable[[], None]) -> None:
@@ -56,7 +75,7 @@ def after_response(callback: Callable[[], None]) -> None:
     duration tells nothing (whether a phone is registered, say). The callback gets a fresh app
     context; a failure is logged and left to the domain's retry job.
     """
-    g.setdefault("after_response", []).append(callback)
+    db.session.info.setdefault(_AFTER_RESPONSE, []).append(callback)
 
 
 def _run_detached(app: Flask, callbacks: list[Callable[[], None]]) -> None:
@@ -71,26 +90,25 @@ def _run_detached(app: Flask, callbacks: list[Callable[[], None]]) -> None:
 def finish_transaction(response: Response) -> None:
     session = db.session
     if response.status_code >= 400:
-        session.rollback()
+        rollback(session)
         return
-    if (request.method in STATE_CHANGING and not g.get("audit_events")
+    if (request.method in STATE_CHANGING and not session.info.get(AUDITED)
             and not g.get("no_audit_needed")):
         raise AuditMissing(f"{request.method} {request.path} changed state without an audit event")
     session.commit()
-    for callback in g.pop("after_commit", []):
+    session.info.pop(AUDITED, None)
+    for callback in session.info.pop(_AFTER_COMMIT, []):
         try:
             callback()
         except Exception:  # the commit stands; the callback's own retry path (a job) takes over
             log.exception("after-commit callback failed")
-    detached = g.pop("after_response", [])
+    detached = session.info.pop(_AFTER_RESPONSE, [])
     if detached:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         response.call_on_close(lambda: _run_detached(app, detached))
 
 
 def _start() -> None:
-    for name in list(vars(g)):  # a fresh g per request, even inside an outer app context
-        delattr(g, name)
     g.started = time.perf_counter()
     incoming = request.headers.get("X-Request-Id", "")
     g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex

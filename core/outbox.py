@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app, has_request_context
+from flask import Flask, current_app, has_request_context
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import sms
-from core.db import Model, Timestamp, side_transaction, utcnow
+from core.db import DbSession, Model, Timestamp, side_transaction, table, utcnow
+from core.jobs import Job, JobRun, register
 from core.lifecycle import after_response
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class OutboxMessage(Model):
     last_error: Mapped[str | None] = mapped_column(sa.String(300), nullable=True)
 
 
-def queue_sms(session: Any, phone: str, body: str, *,
+def queue_sms(session: DbSession, phone: str, body: str, *,
               expires_at: datetime | None = None) -> OutboxMessage:
     """Add an SMS to the outbox (flushed); it is sent once the transaction commits."""
     message = OutboxMessage(channel="sms", recipient=phone, body=body, expires_at=expires_at)
@@ -51,11 +52,11 @@ def queue_sms(session: Any, phone: str, body: str, *,
     session.flush()
     if has_request_context():
         message_id = message.id
-        after_response(lambda: dispatch(message_id))
+        after_response(lambda: _deliver(message_id))
     return message
 
 
-_table = OutboxMessage.__table__
+_table = table(OutboxMessage)
 
 
 def _claim(message_id: int, now: datetime) -> Any:
@@ -105,6 +106,10 @@ def _failed(message_id: int, row: Any, exc: Exception, now: datetime) -> str:
     return "failed" if final else "pending"
 
 
+def _deliver(message_id: int) -> None:
+    dispatch(message_id)
+
+
 def dispatch(message_id: int) -> str:
     """Try to deliver one message now. Returns its status afterwards (or ``"skipped"``)."""
     now = utcnow()
@@ -124,8 +129,12 @@ def dispatch(message_id: int) -> str:
     return "sent"
 
 
-def dispatch_due(batch: int = 100) -> int:
-    """Job ``outbox.dispatch``: deliver pending messages whose time has come."""
+def dispatch_due(_run: JobRun | None = None, batch: int = 100) -> int:
+    """Job ``outbox.dispatch``: deliver pending messages whose time has come.
+
+    Each delivery commits on its own connection (see :func:`dispatch`), so the job's own
+    transaction holds nothing.
+    """
     with side_transaction() as conn:
         ids = conn.scalars(
             sa.select(_table.c.id)
@@ -133,3 +142,7 @@ def dispatch_due(batch: int = 100) -> int:
             .order_by(_table.c.next_attempt_at).limit(batch)
         ).all()
     return sum(dispatch(message_id) == "sent" for message_id in ids)
+
+
+def init_app(app: Flask) -> None:
+    register(app, Job("outbox.dispatch", dispatch_due, {"seconds": 30}))

@@ -3,25 +3,33 @@
 ``hit(bucket, limit, window_seconds)`` counts one request in the current window with an atomic
 upsert on its own connection (:func:`core.db.side_transaction`), so the count survives the
 request failing; past the limit it raises :class:`core.errors.RateLimited` with Retry-After.
-Buckets never hold a phone number or a username in the clear: build them with :func:`key`.
+:func:`failures` rations failures instead of attempts (wrong passwords of one account, answers
+that would confirm an ID number). Buckets never hold a phone number or a username in the clear:
+build them with :func:`key`.
+
+Like every side transaction, a count runs while the request's own session holds no transaction:
+at the start of a view, or (``failures``) after the failed work has been rolled back.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, IntPK, UTCDateTime, db, side_transaction, utcnow
+from core import security
+from core.db import Base, IntPK, UTCDateTime, db, rowcount, side_transaction, table, utcnow
 from core.errors import RateLimited
+from core.jobs import Job, JobRun, register
+from core.lifecycle import rollback
 
-_KEY_PURPOSE = b"nongdai/rate-limit-bucket/v1"
+_KEY_PURPOSE = "nongdai/rate-limit-bucket/v1"
 
 
 class RateLimitCounter(Base):
@@ -37,10 +45,8 @@ class RateLimitCounter(Base):
 
 def key(scope: str, value: str) -> str:
     """``scope:<keyed hash of value>``, e.g. ``key("otp.phone", "13800001111")``."""
-    secret = hmac.new(str(current_app.config["SECRET_KEY"]).encode(), _KEY_PURPOSE,
-                      hashlib.sha256).digest()
-    digest = hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()[:40]
-    return f"{scope}:{digest}"
+    secret = security.derive_key(str(current_app.config["SECRET_KEY"]).encode(), _KEY_PURPOSE)
+    return f"{scope}:{security.keyed_hash(secret, value)[:40]}"
 
 
 def _window(now: datetime, seconds: int) -> datetime:
@@ -49,13 +55,13 @@ def _window(now: datetime, seconds: int) -> datetime:
 
 
 def _upsert(bucket: str, start: datetime, end: datetime) -> sa.Executable:
-    table = RateLimitCounter.__table__
+    counters = table(RateLimitCounter)
     insert = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(table).values(bucket=bucket, window_start=start, expires_at=end, count=1)
+    stmt = insert(counters).values(bucket=bucket, window_start=start, expires_at=end, count=1)
     return stmt.on_conflict_do_update(
-        index_elements=[table.c.bucket, table.c.window_start],
-        set_={"count": table.c.count + 1},
-    ).returning(table.c.count)
+        index_elements=[counters.c.bucket, counters.c.window_start],
+        set_={"count": counters.c.count + 1},
+    ).returning(counters.c.count)
 
 
 def hit(bucket: str, limit: int, window_seconds: int) -> int:
@@ -66,13 +72,56 @@ def hit(bucket: str, limit: int, window_seconds: int) -> int:
     with side_transaction() as conn:
         count = int(conn.execute(_upsert(bucket, start, end)).scalar_one())
     if count > limit:
-        retry_after = math.ceil((end - now).total_seconds())
-        raise RateLimited("Too many attempts; try again later", retry_after=retry_after)
+        raise RateLimited("Too many attempts; try again later",
+                          retry_after=_retry_after(end, now))
     return count
 
 
-def purge() -> int:
+def _retry_after(end: datetime, now: datetime) -> int:
+    return math.ceil((end - now).total_seconds())
+
+
+def check(bucket: str, limit: int, window_seconds: int) -> None:
+    """Refuse (429) when ``bucket`` already holds ``limit`` hits in this window; count nothing."""
+    now = utcnow()
+    start = _window(now, window_seconds)
+    counters = table(RateLimitCounter)
+    with side_transaction() as conn:
+        count = conn.scalar(sa.select(counters.c.count).where(
+            counters.c.bucket == bucket, counters.c.window_start == start)) or 0
+    if count >= limit:
+        end = start + timedelta(seconds=window_seconds)
+        raise RateLimited("Too many attempts; try again later",
+                          retry_after=_retry_after(end, now))
+
+
+@contextmanager
+def failures(bucket: str, limit: int, window_seconds: int, *counted: type[Exception],
+             check_first: bool = True) -> Iterator[None]:
+    """Ration the failures of a block: an exception of a ``counted`` type counts one hit.
+
+    With ``check_first`` a caller whose failures already reached ``limit`` is refused (429)
+    before the block runs, so it must start before the request's session reads anything.
+    On a counted failure the request's transaction is rolled back first (the failed work is
+    void anyway, and the count needs its own connection), then the failure is counted; past
+    the limit the answer becomes 429 instead of the failure itself.
+    """
+    if check_first:
+        check(bucket, limit, window_seconds)
+    try:
+        yield
+    except counted:
+        rollback(db.session)
+        hit(bucket, limit, window_seconds)
+        raise
+
+
+def purge(_run: JobRun | None = None) -> int:
     """Job ``ratelimit.purge``: drop windows that have ended."""
-    table = RateLimitCounter.__table__
-    result = db.session.execute(sa.delete(table).where(table.c.expires_at < utcnow()))
-    return int(result.rowcount or 0)
+    counters = table(RateLimitCounter)
+    result = db.session.execute(sa.delete(counters).where(counters.c.expires_at < utcnow()))
+    return rowcount(result)
+
+
+def init_app(app: Flask) -> None:
+    register(app, Job("ratelimit.purge", purge, {"hours": 1}))

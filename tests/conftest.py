@@ -4,10 +4,19 @@
 SQLite: the migrated database is a template file copied for every test.
 PostgreSQL: every table is truncated after each test (TRUNCATE fires no row triggers, so
 the append-only audit trail's triggers stay installed and tested).
+
+As in the Flask tutorial, ``app`` holds no application context. A test that builds rows or
+looks at them takes ``session``: its own context and session, playing a second process (a
+database console) beside the app. Every client request and CLI command runs in a context of
+its own, as under a WSGI server, so it shares neither ``g`` nor the session with the test;
+what the test has written is committed before each call, as another process's work would be.
 """
 
 from __future__ import annotations
 
+import contextvars
+import io
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -16,9 +25,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask.testing import FlaskClient
+from flask import has_app_context
+from flask.testing import FlaskClient, FlaskCliRunner
 
 from app import create_app
+from core import logs
 from core.db import db
 
 PG_URL = os.environ.get("NONGDAI_TEST_DATABASE_URL", "")
@@ -73,13 +84,29 @@ def _truncate_all() -> None:
         conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
-class ClosingClient(FlaskClient):
-    """Consumes and closes each response, as a WSGI server does, so that work registered with
-    ``core.lifecycle.after_response`` runs before the test looks at it."""
+def _hand_over() -> None:
+    """Commit what the test wrote, so a call sees it and finds no lock held by the test."""
+    if has_app_context():
+        db.session.commit()
+
+
+class IsolatedClient(FlaskClient):
+    """Runs each request in a context of its own, as a WSGI server does, and consumes and
+    closes each response, so that work registered with ``core.lifecycle.after_response`` runs
+    before the test looks at it."""
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("buffered", True)
-        return super().open(*args, **kwargs)
+        _hand_over()
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
+class IsolatedRunner(FlaskCliRunner):
+    """Runs each CLI command in a context of its own, as the ``flask`` command does."""
+
+    def invoke(self, *args: Any, **kwargs: Any) -> Any:
+        _hand_over()
+        return contextvars.Context().run(super().invoke, *args, **kwargs)
 
 
 def fresh_database_url(database: str, folder: Path) -> str:
@@ -95,10 +122,10 @@ def fresh_database_url(database: str, folder: Path) -> str:
 def app(database: str, tmp_path: Path) -> Iterator[Any]:
     url = fresh_database_url(database, tmp_path)
     application = create_app(_overrides(url, tmp_path))
-    application.test_client_class = ClosingClient
+    application.test_client_class = IsolatedClient
+    application.test_cli_runner_class = IsolatedRunner
+    yield application
     with application.app_context():
-        yield application
-        db.session.remove()
         if PG_URL:
             _truncate_all()
         db.engine.dispose()
@@ -115,8 +142,24 @@ def runner(app: Any) -> Any:
 
 
 @pytest.fixture
-def session(app: Any) -> Any:
-    return db.session
+def session(app: Any) -> Iterator[Any]:
+    """The test's own session, in the test's own application context."""
+    with app.app_context():
+        yield db.session
+        db.session.remove()
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    """The app's JSON log lines, written to a buffer instead of stderr."""
+    root = logging.getLogger()
+    level = root.level
+    buffer = io.StringIO()
+    logs.configure("INFO", stream=buffer)
+    yield buffer
+    for handler in [h for h in root.handlers if getattr(h, "_nongdai", False)]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
