@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 from flask import Flask, current_app, g, request
 
+from core.db import DbSession
 from core.errors import Forbidden, NotFound, Unauthorized
 
 ACCESS_ATTR = "_nongdai_access"
@@ -129,7 +130,7 @@ def visible(model: Any, principal: Principal | None = None) -> sa.ColumnElement[
     return model.visible_to(principal or current_principal())
 
 
-def get_visible(session: Any, model: type[M], public_id: uuid.UUID,
+def get_visible(session: DbSession, model: type[M], public_id: uuid.UUID,
                 principal: Principal | None = None) -> M:
     """Load one object by public id, or 404 when it does not exist *or* is out of scope."""
     stmt = sa.select(model).where(model.public_id == public_id,  # type: ignore[attr-defined]
@@ -146,7 +147,12 @@ Authenticator = Callable[[str], Principal]
 
 
 def enforce() -> None:
-    """``before_request``: authenticate when a token is sent, then apply the endpoint's rule."""
+    """``before_request``: authenticate when a token is sent, then apply the endpoint's rule.
+
+    A public route (sign-in, refresh) skips authentication entirely: mobile HTTP stacks attach
+    the last ``Authorization`` header to every call, and an expired token there must not stop
+    the very call that replaces it.
+    """
     if request.endpoint is None or not request.path.startswith("/api/v1"):
         return
     if request.method == "OPTIONS":
@@ -155,6 +161,8 @@ def enforce() -> None:
     rule = rule_for(view, "GET" if request.method == "HEAD" else request.method)
     if rule is None:  # start-up refuses this; fail closed if a route slips through anyway
         raise Forbidden("This route has no access rule")
+    if rule.public:
+        return
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
@@ -167,7 +175,7 @@ def enforce() -> None:
 
 def unguarded_routes(app: Flask) -> list[str]:
     """Every ``/api/v1`` route and method that has no access rule."""
-    missing = []
+    missing: list[str] = []
     for url_rule in app.url_map.iter_rules():
         if not url_rule.rule.startswith("/api/v1"):
             continue

@@ -9,12 +9,17 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # Demo keys: fine for the embedded default, refused in production.
 DEMO_SECRET_KEY = "nongdai-demo-secret-key-do-not-use-in-production"  # noqa: S105 - refused in production
 DEMO_DATA_KEY = "bm9uZ2RhaS1kZW1vLWRhdGEta2V5LTMyLWJ5dGVzISE="  # base64 of 32 demo bytes
+
+
+# ``test`` is for automated suites that want production's strictness named apart.
+ENVIRONMENTS = ("development", "production", "test")
 
 
 class ConfigError(RuntimeError):
@@ -42,13 +47,31 @@ def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _environment(value: Any) -> str:
+    """The deployment kind; an unknown one (``prod``) must not fall back to development and
+    its demo keys, so it stops the start instead."""
+    if value not in ENVIRONMENTS:
+        raise ConfigError(f"NONGDAI_ENV must be one of {', '.join(ENVIRONMENTS)}, got {value!r}")
+    return str(value)
+
+
+def _timezone(value: Any) -> str:
+    """An IANA zone name (``Asia/Shanghai``): it defines the bank's business date for jobs."""
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"NONGDAI_BUSINESS_TIMEZONE is not a known time zone: {value!r}"
+                          ) from exc
+    return str(value)
+
+
 def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config mapping from the environment."""
     env = os.environ if environ is None else environ
     instance = Path(_env(env, "INSTANCE_PATH") or ROOT / "instance")
     database_url = _env(env, "DATABASE_URL") or f"sqlite:///{instance / 'nongdai.sqlite3'}"
     return {
-        "NONGDAI_ENV": _env(env, "ENV", "development"),
+        "NONGDAI_ENV": _environment(_env(env, "ENV") or "development"),
         "INSTANCE_PATH": str(instance),
         "SECRET_KEY": _env(env, "SECRET_KEY", DEMO_SECRET_KEY),
         "NONGDAI_DATA_KEY": _env(env, "DATA_KEY", DEMO_DATA_KEY),
@@ -58,6 +81,8 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "NONGDAI_SEED_DEMO": _bool(env, "SEED_DEMO", True),
         "NONGDAI_PROXY_HOPS": _int(env, "PROXY_HOPS", 0),
         "NONGDAI_LOG_LEVEL": _env(env, "LOG_LEVEL", "INFO"),
+        # The calendar day of the bank (interest accrual, due dates, jobs' business dates).
+        "NONGDAI_BUSINESS_TIMEZONE": _timezone(_env(env, "BUSINESS_TIMEZONE") or "Asia/Shanghai"),
         # External services (used by the origination issue; loopback reference services by default).
         "NONGDAI_LAND_REGISTRY_URL": _env(env, "LAND_REGISTRY_URL", ""),
         "NONGDAI_INSURANCE_REGISTRY_URL": _env(env, "INSURANCE_REGISTRY_URL", ""),
@@ -69,6 +94,9 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "NONGDAI_PAGE_SIZE_MAX": _int(env, "PAGE_SIZE_MAX", 200),
         "NONGDAI_ACCESS_TOKEN_SECONDS": _int(env, "ACCESS_TOKEN_SECONDS", 15 * 60),
         "NONGDAI_REFRESH_TOKEN_SECONDS": _int(env, "REFRESH_TOKEN_SECONDS", 30 * 24 * 3600),
+        # A refresh token just rotated may be presented again this long (its answer was lost on
+        # a weak network) and gets the same successor instead of revoking the session.
+        "NONGDAI_REFRESH_GRACE_SECONDS": _int(env, "REFRESH_GRACE_SECONDS", 30),
         "NONGDAI_OTP_SECONDS": _int(env, "OTP_SECONDS", 5 * 60),
         "NONGDAI_OTP_MAX_TRIES": _int(env, "OTP_MAX_TRIES", 5),
         "NONGDAI_OTP_PER_PHONE_PER_HOUR": _int(env, "OTP_PER_PHONE_PER_HOUR", 5),
@@ -78,7 +106,6 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Lookups of a farmer by ID number, per signed-in caller (slows probing of numbers).
         "NONGDAI_LOOKUP_PER_USER_PER_HOUR": _int(env, "LOOKUP_PER_USER_PER_HOUR", 300),
         "NONGDAI_IDEMPOTENCY_HOURS": _int(env, "IDEMPOTENCY_HOURS", 48),
-        "NONGDAI_IDEMPOTENCY_LOCK_SECONDS": _int(env, "IDEMPOTENCY_LOCK_SECONDS", 60),
         "NONGDAI_DB_BUSY_TIMEOUT_MS": _int(env, "DB_BUSY_TIMEOUT_MS", 10_000),
         # PIPL consents: the longest validity a farmer can grant in one go, in days.
         "NONGDAI_CONSENT_MAX_DAYS": _int(env, "CONSENT_MAX_DAYS", 365),
@@ -96,7 +123,12 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 
 def check_production(config: Mapping[str, Any]) -> None:
-    """Refuse to run in production on the demo keys or the embedded database."""
+    """Refuse to run in production on the demo keys or the embedded database.
+
+    Also checks what overrides (``create_app({...})``) may have changed since :func:`load`.
+    """
+    _environment(config.get("NONGDAI_ENV", "development"))
+    _timezone(config.get("NONGDAI_BUSINESS_TIMEZONE", "Asia/Shanghai"))
     if config.get("NONGDAI_ENV") != "production":
         return
     problems = []

@@ -1,7 +1,8 @@
 """Personal data at rest: AES-256-GCM encryption and a keyed hash for lookups.
 
-Both keys derive (HKDF-SHA256) from ``NONGDAI_DATA_KEY`` (32 random bytes, base64), so one
-secret is configured while the encryption key and the lookup key stay independent.
+Both keys derive (HKDF-SHA256, :func:`core.security.derive_key`) from ``NONGDAI_DATA_KEY``
+(32 random bytes, base64), so one secret is configured while the encryption key and the lookup
+key stay independent.
 Ciphertexts carry a version prefix (``v1.``) so that a later key rotation can tell them apart.
 """
 
@@ -9,22 +10,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import os
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, current_app
 
+from core import security
 from core.config import ConfigError
 
 VERSION = "v1"
-
-
-def _derive(master: bytes, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
+# HKDF ``info`` of the v1 keys: changing either makes every stored ciphertext or hash unreadable.
+ENCRYPTION = "nongdai/pii-encryption/v1"
+LOOKUP = "nongdai/pii-lookup/v1"
 
 
 class Vault:
@@ -35,8 +32,8 @@ class Vault:
             raise ConfigError("NONGDAI_DATA_KEY must be base64") from exc
         if len(master) < 32:
             raise ConfigError("NONGDAI_DATA_KEY must decode to at least 32 bytes")
-        self._aead = AESGCM(_derive(master, b"nongdai/pii-encryption/v1"))
-        self._lookup_key = _derive(master, b"nongdai/pii-lookup/v1")
+        self._aead = AESGCM(security.derive_key(master, ENCRYPTION))
+        self._lookup_key = security.derive_key(master, LOOKUP)
 
     def encrypt(self, plaintext: str, context: str) -> str:
         """Encrypt; ``context`` (e.g. "farmer.id_number") is bound as associated data."""
@@ -53,8 +50,7 @@ class Vault:
 
     def lookup_hash(self, value: str, context: str) -> str:
         """Keyed HMAC-SHA256 (hex) for equality lookups and deduplication."""
-        message = f"{context}\x00{value}".encode()
-        return hmac.new(self._lookup_key, message, hashlib.sha256).hexdigest()
+        return security.keyed_hash(self._lookup_key, f"{context}\x00{value}")
 
 
 def vault() -> Vault:

@@ -3,13 +3,12 @@ short-lived signed access tokens, revocable refresh tokens, device-bound session
 
 from flask import Flask
 
-from core.auth.sessions import authenticate
+from core.auth.principals import authenticate
 
 __all__ = ["authenticate", "init_app"]
 
 
 def init_app(app: Flask) -> None:
-    from core import outbox, ratelimit  # noqa: PLC0415
     from core.api import register  # noqa: PLC0415
     from core.auth import purge  # noqa: PLC0415
     from core.auth.views import blp  # noqa: PLC0415
@@ -18,5 +17,3 @@ def init_app(app: Flask) -> None:
 
     register(app, blp)
     register_job(app, Job("auth.purge", purge.purge, {"hours": 1}))
-    register_job(app, Job("ratelimit.purge", ratelimit.purge, {"hours": 1}))
-    register_job(app, Job("outbox.dispatch", outbox.dispatch_due, {"seconds": 30}))

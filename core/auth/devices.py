@@ -16,12 +16,12 @@ from core import audit
 from core.auth.errors import DeviceRevoked, DeviceTaken
 from core.auth.models import AuthSession, Device
 from core.authz import Principal
-from core.db import utcnow
+from core.db import DbSession, rowcount, table, utcnow
 from core.errors import NotFound
 from core.people.models import Coordinator
 
 
-def register(session: Any, coordinator: Coordinator, device_id: uuid.UUID,
+def register(session: DbSession, coordinator: Coordinator, device_id: uuid.UUID,
              label: str | None) -> Device:
     """Register ``device_id`` to ``coordinator``, or refresh it if it is already theirs."""
     device = session.scalars(sa.select(Device).where(Device.public_id == device_id)).first()
@@ -51,22 +51,23 @@ def listing(principal: Principal) -> sa.Select[Any]:
             .where(visible_to(principal)))
 
 
-def get_visible(session: Any, principal: Principal, device_id: uuid.UUID) -> Device:
+def get_visible(session: DbSession, principal: Principal, device_id: uuid.UUID) -> Device:
     device = session.scalars(listing(principal).where(Device.public_id == device_id)).first()
     if device is None:
         raise NotFound("No device with that id")
     return device
 
 
-def revoke(session: Any, device: Device) -> int:
+def revoke(session: DbSession, device: Device) -> int:
     """Revoke ``device`` and every live session bound to it; returns the sessions ended."""
     now = utcnow()
     device.revoked_at = device.revoked_at or now
-    table = AuthSession.__table__
-    ended = session.execute(sa.update(table).where(
-        table.c.device_id == device.id, table.c.revoked_at.is_(None)).values(revoked_at=now))
+    sessions = table(AuthSession)
+    ended = rowcount(session.execute(sa.update(sessions).where(
+        sessions.c.device_id == device.id, sessions.c.revoked_at.is_(None)
+    ).values(revoked_at=now)))
     session.flush()
     audit.record(session, "device.revoked", device,
                  summary={"coordinator": str(device.coordinator.public_id),
-                          "sessions_revoked": int(ended.rowcount or 0)})
-    return int(ended.rowcount or 0)
+                          "sessions_revoked": ended})
+    return ended

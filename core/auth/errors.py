@@ -25,6 +25,11 @@ class OtpExpired(Unauthorized):
     code, title = "otp-expired", "The one-time code has expired; request a new one"
 
 
+class OtpReplaced(Unauthorized):
+    code, title = "otp-replaced", ("This code was replaced by a newer one; "
+                                   "use the code in the latest SMS")
+
+
 class OtpLocked(Unauthorized):
     code, title = "otp-locked", "Too many wrong codes; request a new one"
 

@@ -1,7 +1,9 @@
 """Password sign-in for bank staff and coordinators (farmers use one-time codes).
 
 Unknown user, wrong password and inactive account look the same from outside: one argon2
-verification is spent in every case and the answer is ``invalid-credentials``.
+verification is spent in every case and the answer is ``invalid-credentials``. The username
+arrives normalised (stripped, case-folded) from ``LoginSchema``, the one place that does it, so
+the per-account failure limit and the lookup can never disagree on whose account it is.
 """
 
 from __future__ import annotations
@@ -13,22 +15,24 @@ import sqlalchemy as sa
 from core import audit
 from core.auth import devices
 from core.auth.errors import InvalidCredentials
-from core.auth.passwords import hash_password, needs_rehash, verify_password
 from core.auth.sessions import start_session
+from core.db import DbSession
 from core.errors import ValidationFailed
 from core.people.models import Coordinator, Staff
+from core.security import hash_password, needs_rehash, verify_password
 
 
-def _find(session: Any, username: str) -> Staff | Coordinator | None:
-    username = username.strip().lower()  # usernames are stored lower-case
-    for model in (Staff, Coordinator):
-        row = session.scalars(sa.select(model).where(model.username == username)).first()
-        if row is not None:
-            return row
-    return None
+def _find(session: DbSession, username: str) -> Staff | Coordinator | None:
+    """``username`` as LoginSchema normalised it; stored usernames are lower-case ASCII,
+    which case-folding leaves as they are."""
+    staff = session.scalars(sa.select(Staff).where(Staff.username == username)).first()
+    if staff is not None:
+        return staff
+    return session.scalars(sa.select(Coordinator).where(Coordinator.username == username)
+                           ).first()
 
 
-def _authenticate(session: Any, username: str, password: str) -> Staff | Coordinator:
+def _authenticate(session: DbSession, username: str, password: str) -> Staff | Coordinator:
     user = _find(session, username)
     valid = verify_password(user.password_hash if user else None, password)
     if user is None or not valid or not user.is_active:
@@ -38,7 +42,7 @@ def _authenticate(session: Any, username: str, password: str) -> Staff | Coordin
     return user
 
 
-def sign_in(session: Any, username: str, password: str,
+def sign_in(session: DbSession, username: str, password: str,
             device: dict[str, Any] | None = None) -> dict[str, Any]:
     """Check the password, register the device (coordinators only), open a session."""
     user = _authenticate(session, username, password)

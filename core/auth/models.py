@@ -66,10 +66,20 @@ class RefreshToken(Model):
     used_at: Mapped[Timestamp | None] = mapped_column(nullable=True)
 
 
+USED, REPLACED = "used", "replaced"  # why an OtpChallenge was closed
+
+
 class OtpChallenge(Model):
-    """A one-time code sent by SMS. ``consumed_at`` closes it (signed in, or superseded)."""
+    """A one-time code sent by SMS. ``consumed_at`` closes it and ``closed_reason`` says why:
+    ``used`` (the farmer signed in with it) or ``replaced`` (a newer code was requested), so that
+    the code of an earlier SMS can be told apart from a wrong one."""
 
     __tablename__ = "otp_challenges"
+    __table_args__ = (
+        sa.CheckConstraint(
+            sa.text("closed_reason IS NULL OR closed_reason IN ('used', 'replaced')"),
+            name="closed_reason"),
+    )
 
     phone_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
     farmer_id: Mapped[int | None] = fk("farmers.id", index=True, nullable=True)
@@ -77,4 +87,4 @@ class OtpChallenge(Model):
     expires_at: Mapped[Timestamp] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     consumed_at: Mapped[Timestamp | None] = mapped_column(nullable=True)
-
+    closed_reason: Mapped[str | None] = mapped_column(sa.String(12), nullable=True)

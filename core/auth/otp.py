@@ -4,6 +4,10 @@ A request for an unknown number answers exactly like one for a farmer's number a
 a challenge (whose code nobody receives), so neither the request nor the verification tells
 whether an account exists. Each challenge allows ``NONGDAI_OTP_MAX_TRIES`` tries: the attempt
 is counted on a side connection *before* the code is compared, so a failed request still counts.
+
+Requesting a new code closes the open one as ``replaced``: a farmer who then types the code of
+the earlier SMS is told so (``otp-replaced``) rather than that the code is wrong. The try still
+counts, against the newest challenge.
 """
 
 from __future__ import annotations
@@ -19,16 +23,16 @@ from flask import current_app
 
 from core import audit, outbox
 from core.auth import keys
-from core.auth.errors import OtpExpired, OtpInvalid, OtpLocked
-from core.auth.models import OtpChallenge
+from core.auth.errors import OtpExpired, OtpInvalid, OtpLocked, OtpReplaced
+from core.auth.models import REPLACED, USED, OtpChallenge
 from core.auth.sessions import start_session
-from core.db import side_transaction, utcnow, uuid7
+from core.db import DbSession, rowcount, side_transaction, table, utcnow, uuid7
 from core.people.models import Farmer
 from core.sms import mask_phone
 
 # Chinese punctuation is intended: the text goes to farmers' phones as written.
 SMS_TEMPLATE = "【农贷】验证码 {code}，{minutes}分钟内有效，请勿告诉他人。"  # noqa: RUF001
-_table = OtpChallenge.__table__
+_table = table(OtpChallenge)
 
 
 def otp_seconds() -> int:
@@ -43,13 +47,13 @@ def _new_code() -> str:
     return f"{secrets.randbelow(10**6):06d}"
 
 
-def request_code(session: Any, phone: str) -> OtpChallenge:
+def request_code(session: DbSession, phone: str) -> OtpChallenge:
     """Close earlier open challenges for ``phone``, open a new one, text the code to a farmer."""
     now = utcnow()
     phone_hash = keys.phone_hash(phone)
     session.execute(sa.update(_table).where(
         _table.c.phone_hash == phone_hash, _table.c.consumed_at.is_(None)
-    ).values(consumed_at=now))
+    ).values(consumed_at=now, closed_reason=REPLACED))
     farmer = session.scalars(sa.select(Farmer).where(
         Farmer.phone == phone, Farmer.is_active.is_(True))).first()
     code = _new_code()
@@ -84,35 +88,61 @@ def _count_attempt(phone_hash: str) -> Any:
         ).first()
 
 
+def _max_tries() -> int:
+    return int(current_app.config["NONGDAI_OTP_MAX_TRIES"])
+
+
+def _tries_left(attempt: Any) -> str:
+    left = _max_tries() - attempt.attempts
+    return f"{left} tries left" if left else "no tries left, request a new code"
+
+
 def _check(attempt: Any, code: str, now: datetime) -> None:
-    max_tries = int(current_app.config["NONGDAI_OTP_MAX_TRIES"])
     if attempt.expires_at <= now:
         raise OtpExpired()
-    if attempt.attempts > max_tries:
+    if attempt.attempts > _max_tries():
         raise OtpLocked()
-    if not hmac.compare_digest(attempt.code_hash, _code_hash(attempt.public_id, code)):
-        left = max_tries - attempt.attempts
-        raise OtpInvalid(f"Wrong code; {left} tries left" if left
-                         else "Wrong code; no tries left, request a new code")
+    if not _matches(attempt.public_id, attempt.code_hash, code):
+        raise OtpInvalid(f"Wrong code; {_tries_left(attempt)}")
 
 
-def _consume(session: Any, attempt: Any, now: datetime) -> Farmer:
+def _matches(challenge_id: uuid.UUID, code_hash: str, code: str) -> bool:
+    return hmac.compare_digest(code_hash, _code_hash(challenge_id, code))
+
+
+def _replaced(session: DbSession, phone_hash: str, code: str, now: datetime) -> bool:
+    """True when ``code`` is that of a challenge of this phone replaced by a newer one (and
+    still within its lifetime, so that an old SMS found days later is just a wrong code)."""
+    rows = session.execute(sa.select(_table.c.public_id, _table.c.code_hash).where(
+        _table.c.phone_hash == phone_hash, _table.c.closed_reason == REPLACED,
+        _table.c.expires_at > now)).all()
+    return any(_matches(row.public_id, row.code_hash, code) for row in rows)
+
+
+def _consume(session: DbSession, attempt: Any, now: datetime) -> Farmer:
     """Close the challenge; only one of two parallel verifications can do it."""
     closed = session.execute(sa.update(_table).where(
-        _table.c.id == attempt.id, _table.c.consumed_at.is_(None)).values(consumed_at=now))
+        _table.c.id == attempt.id, _table.c.consumed_at.is_(None)
+    ).values(consumed_at=now, closed_reason=USED))
     farmer = session.get(Farmer, attempt.farmer_id) if attempt.farmer_id else None
-    if closed.rowcount != 1 or farmer is None or not farmer.is_active:
+    if rowcount(closed) != 1 or farmer is None or not farmer.is_active:
         raise OtpInvalid("Wrong code or no code requested for this number")
     return farmer
 
 
-def verify_code(session: Any, phone: str, code: str) -> dict[str, Any]:
+def verify_code(session: DbSession, phone: str, code: str) -> dict[str, Any]:
     """Check ``code`` for ``phone``; on success close the challenge and sign the farmer in."""
-    attempt = _count_attempt(keys.phone_hash(phone))  # before the request's transaction
+    phone_hash = keys.phone_hash(phone)
+    attempt = _count_attempt(phone_hash)  # before the request's transaction
     if attempt is None:
         raise OtpInvalid("Wrong code or no code requested for this number")
     now = utcnow()
-    _check(attempt, code, now)
+    try:
+        _check(attempt, code, now)
+    except OtpInvalid:
+        if _replaced(session, phone_hash, code, now):
+            raise OtpReplaced(f"{OtpReplaced.title} ({_tries_left(attempt)})") from None
+        raise
     farmer = _consume(session, attempt, now)
     auth, pair = start_session(session, "farmer", farmer.id)
     audit.record(session, "auth.signed_in", auth,

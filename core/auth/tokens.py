@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import jwt
 from flask import current_app
 
+from core import security
 from core.auth import keys
 from core.auth.errors import InvalidToken
 
@@ -64,7 +65,19 @@ def decode_access(token: str) -> AccessClaims:
         raise InvalidToken() from exc
 
 
+def refresh_hash(token: str) -> str:
+    """What is stored for a refresh token: SHA-256 is enough for 256 random bits."""
+    return security.sha256_hex(token)
+
+
 def new_refresh_token() -> tuple[str, str]:
-    """A fresh opaque refresh token and the hash stored for it."""
+    """A fresh opaque refresh token (a session's first) and the hash stored for it."""
     token = secrets.token_urlsafe(32)
-    return token, keys.sha256_hex(token)
+    return token, refresh_hash(token)
+
+
+def successor_of(token: str) -> tuple[str, str]:
+    """The refresh token that replaces ``token`` on rotation, and its hash (see
+    :func:`core.auth.keys.successor_token`)."""
+    successor = keys.successor_token(token)
+    return successor, refresh_hash(successor)

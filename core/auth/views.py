@@ -8,8 +8,19 @@ from typing import Any
 from flask import current_app, request
 
 from core import ratelimit
-from core.api import Blueprint, PageArgs, page_schema, paginate
-from core.auth import devices, login, otp, sessions
+from core.api import Blueprint, PageArgs, page_schema, paginate, raises
+from core.auth import devices, login, otp, rotation, sessions
+from core.auth.errors import (
+    DeviceRevoked,
+    DeviceTaken,
+    InvalidCredentials,
+    InvalidToken,
+    OtpExpired,
+    OtpInvalid,
+    OtpLocked,
+    OtpReplaced,
+    RefreshReused,
+)
 from core.auth.models import Device
 from core.auth.schemas import (
     DeviceSchema,
@@ -23,6 +34,7 @@ from core.auth.schemas import (
 )
 from core.authz import access, current_principal
 from core.db import db
+from core.errors import RateLimited
 
 blp = Blueprint("auth", __name__, description="Sign-in, tokens and coordinators' devices")
 
@@ -39,10 +51,9 @@ def _client() -> str:
 
 @blp.route("/auth/otp", methods=["POST"])
 @access(public=True)
-@blp.doc(security=[])
 @blp.arguments(OtpRequestSchema)
 @blp.response(202, OtpSentSchema)
-@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+@raises(RateLimited)
 def request_otp(body: dict[str, Any]) -> dict[str, Any]:
     """Text a one-time code to a farmer's phone (the same answer for unknown numbers)."""
     _limit("otp.client", _client(), "NONGDAI_OTP_PER_CLIENT_PER_HOUR")
@@ -53,11 +64,9 @@ def request_otp(body: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/auth/otp/verify", methods=["POST"])
 @access(public=True)
-@blp.doc(security=[])
 @blp.arguments(OtpVerifySchema)
 @blp.response(200, TokenSchema)
-@blp.alt_response(401, response="UNAUTHORIZED")
-@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+@raises(OtpInvalid, OtpExpired, OtpLocked, OtpReplaced, RateLimited)
 def verify_otp(body: dict[str, Any]) -> dict[str, Any]:
     """Exchange the one-time code for tokens."""
     _limit("otp-verify.client", _client(), "NONGDAI_OTP_VERIFY_PER_CLIENT_PER_HOUR")
@@ -66,28 +75,27 @@ def verify_otp(body: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/auth/login", methods=["POST"])
 @access(public=True)
-@blp.doc(security=[])
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenSchema)
-@blp.alt_response(401, response="UNAUTHORIZED")
-@blp.alt_response(409, response="CONFLICT")
-@blp.alt_response(429, response="TOO_MANY_REQUESTS")
+@raises(InvalidCredentials, DeviceTaken, DeviceRevoked, RateLimited)
 def sign_in(body: dict[str, Any]) -> dict[str, Any]:
     """Staff and coordinators sign in with a password; coordinators may bind a device."""
     _limit("login.client", _client(), "NONGDAI_LOGIN_PER_CLIENT_PER_HOUR")
-    _limit("login.user", body["username"].casefold(), "NONGDAI_LOGIN_PER_USER_PER_HOUR")
-    return login.sign_in(db.session, body["username"], body["password"], body["device"])
+    username = body["username"]  # stripped and case-folded once, by LoginSchema
+    account = ratelimit.key("login.user", username)
+    limit = int(current_app.config["NONGDAI_LOGIN_PER_USER_PER_HOUR"])
+    with ratelimit.failures(account, limit, HOUR, InvalidCredentials):
+        return login.sign_in(db.session, username, body["password"], body["device"])
 
 
 @blp.route("/auth/refresh", methods=["POST"])
 @access(public=True)
-@blp.doc(security=[])
 @blp.arguments(RefreshSchema)
 @blp.response(200, TokenSchema)
-@blp.alt_response(401, response="UNAUTHORIZED")
+@raises(InvalidToken, RefreshReused)
 def refresh(body: dict[str, Any]) -> dict[str, Any]:
-    """Trade a refresh token (once) for a new pair."""
-    return sessions.refresh(db.session, body["refresh_token"])
+    """Trade a refresh token for a new pair; a retry within the grace window gets the same."""
+    return rotation.refresh(db.session, body["refresh_token"])
 
 
 @blp.route("/auth/logout", methods=["POST"])

@@ -112,6 +112,48 @@ def test_rate_limited_per_client_address(app, client, session, admin, coordinato
                  ).status_code == 200
 
 
+def test_correct_sign_ins_never_lock_the_account(app, client, session, admin):
+    limit = app.config["NONGDAI_LOGIN_PER_USER_PER_HOUR"]
+    for n in range(limit + 2):
+        response = login(client, session, "li", environ_base={"REMOTE_ADDR": f"10.4.0.{n}"})
+        assert response.status_code == 200, (n, response.get_json())
+
+
+def test_failures_below_the_limit_do_not_block_the_right_password(app, client, session, admin):
+    app.config["NONGDAI_LOGIN_PER_USER_PER_HOUR"] = 3
+    for _ in range(2):
+        assert_invalid_credentials(login(client, session, "li", "guess"))
+    assert login(client, session, "li").status_code == 200
+    assert_invalid_credentials(login(client, session, "li", "guess"))
+    assert login(client, session, "li").status_code == 429
+
+
+def test_the_client_address_limit_counts_successes_too(app, client, session, admin):
+    app.config["NONGDAI_LOGIN_PER_CLIENT_PER_HOUR"] = 2
+    here = {"REMOTE_ADDR": "10.5.0.1"}
+    assert login(client, session, "li", environ_base=here).status_code == 200
+    assert login(client, session, "li", environ_base=here).status_code == 200
+    assert login(client, session, "li", environ_base=here).status_code == 429
+
+
+@pytest.mark.parametrize("spelling", [" approver", "APPROVER ", "\tapprover", "Approver"])
+def test_every_spelling_of_a_username_signs_in(client, session, spelling):
+    factories.staff(session, roles=("approver",), username="approver")
+    assert login(client, session, spelling).status_code == 200
+
+
+def test_every_spelling_of_a_username_counts_against_one_account(app, client, session):
+    factories.staff(session, roles=("approver",), username="approver")
+    app.config["NONGDAI_LOGIN_PER_USER_PER_HOUR"] = 3
+    for n, spelling in enumerate([" approver", "APPROVER ", "\tapprover"]):
+        response = login(client, session, spelling, "guess",
+                         environ_base={"REMOTE_ADDR": f"10.6.0.{n}"})
+        assert_invalid_credentials(response)
+    for spelling in ["approver", " approver", "APPROVER ", "\tapprover"]:
+        response = login(client, session, spelling, environ_base={"REMOTE_ADDR": "10.6.0.9"})
+        assert response.status_code == 429, spelling
+
+
 def test_coordinator_registers_a_device(client, session, coordinator):
     device_id = uuid.uuid4()
     response = login(client, session, "wang", device={"id": str(device_id), "label": "红米 9A"})

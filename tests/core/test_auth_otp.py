@@ -165,6 +165,62 @@ def test_a_new_code_supersedes_the_old_one(client, session, sms, farmer):
     assert verify(client, session, second).status_code == 200
 
 
+def two_codes(client: Any, session: Any, sms: list[tuple[str, str]]) -> tuple[str, str]:
+    """An earlier code and the one that replaced it (asked again in the one-in-a-million case
+    where both are the same)."""
+    first = request_code(client, session, sms)
+    second = request_code(client, session, sms)
+    while second == first:
+        second = request_code(client, session, sms)
+    return first, second
+
+
+def test_the_code_of_a_replaced_sms_says_it_was_replaced(client, session, sms, farmer):
+    first, second = two_codes(client, session, sms)
+    response = verify(client, session, first)
+    assert response.status_code == 401
+    assert response.mimetype == PROBLEM
+    problem = response.get_json()
+    assert problem["code"] == "otp-replaced"
+    assert problem["title"] == ("This code was replaced by a newer one; "
+                                "use the code in the latest SMS")
+    assert "4 tries left" in problem["detail"]
+    session.rollback()
+    newest = session.scalars(sa.select(OtpChallenge).order_by(OtpChallenge.id.desc())).first()
+    assert newest.attempts == 1  # the try still counts
+    assert verify(client, session, second).status_code == 200
+    session.rollback()
+    reasons = session.scalars(sa.select(OtpChallenge.closed_reason)
+                              .order_by(OtpChallenge.id)).all()
+    assert reasons[-1] == "used"
+    assert set(reasons[:-1]) == {"replaced"}
+
+
+def test_a_wrong_code_is_still_wrong_after_a_replacement(client, session, sms, farmer):
+    first, second = two_codes(client, session, sms)
+    wrong = next(c for c in ("000000", "111111", "222222") if c not in (first, second))
+    assert verify(client, session, wrong).get_json()["code"] == "otp-invalid"
+
+
+def test_a_replaced_code_past_its_lifetime_is_just_wrong(client, session, sms, farmer):
+    first, _ = two_codes(client, session, sms)
+    old = session.scalars(sa.select(OtpChallenge).order_by(OtpChallenge.id)).first()
+    old.expires_at = utcnow() - timedelta(seconds=1)
+    session.commit()
+    assert verify(client, session, first).get_json()["code"] == "otp-invalid"
+
+
+def test_unknown_numbers_have_replaced_challenges_too(client, session, sms, farmer):
+    """A challenge is made for unknown numbers too, so ``otp-replaced`` tells no account."""
+    phone = "13900002222"
+    for _ in range(2):
+        assert post(client, session, "/api/v1/auth/otp", {"phone": phone}).status_code == 202
+    session.rollback()
+    challenges = session.scalars(sa.select(OtpChallenge).order_by(OtpChallenge.id)).all()
+    assert [c.closed_reason for c in challenges] == ["replaced", None]
+    assert challenges[0].phone_hash == keys.phone_hash(phone)
+
+
 def test_unknown_phone_gets_the_same_answer_and_no_sms(client, session, sms, farmer):
     known = post(client, session, "/api/v1/auth/otp", {"phone": "13800001111"})
     unknown = post(client, session, "/api/v1/auth/otp", {"phone": "13900002222"})

@@ -13,11 +13,12 @@ from core.db import utcnow
 from tests import factories
 
 
-def _challenge(session, expires_in: int, consumed: bool = False) -> OtpChallenge:
+def _challenge(session, expires_in: int, closed: str | None = None) -> OtpChallenge:
     now = utcnow()
     row = OtpChallenge(phone_hash="0" * 64, code_hash="1" * 64,
                        expires_at=now + timedelta(seconds=expires_in),
-                       consumed_at=now if consumed else None)
+                       consumed_at=now if closed else None,
+                       closed_reason=closed if closed in ("used", "replaced") else None)
     session.add(row)
     return row
 
@@ -30,10 +31,13 @@ def test_purge_keeps_only_what_can_still_be_used(app, session):
     expired.expires_at = utcnow() - timedelta(seconds=1)
     revoked.revoked_at = utcnow()
     open_challenge = _challenge(session, 300)
+    replaced = _challenge(session, 300, closed="replaced")  # its code is still recognised
     _challenge(session, -1)
-    _challenge(session, 300, consumed=True)
+    _challenge(session, -1, closed="replaced")
+    _challenge(session, 300, closed="used")
+    _challenge(session, 300, closed="before-0002")  # closed before reasons were recorded
     session.flush()
-    live_id, open_id = live.id, open_challenge.id
+    live_id, kept = live.id, [open_challenge.id, replaced.id]
     session.commit()
 
     assert "auth.purge" in app.extensions["nongdai_jobs"]
@@ -41,4 +45,4 @@ def test_purge_keeps_only_what_can_still_be_used(app, session):
 
     assert session.scalars(sa.select(AuthSession.id)).all() == [live_id]
     assert session.scalars(sa.select(RefreshToken.session_id)).all() == [live_id]
-    assert session.scalars(sa.select(OtpChallenge.id)).all() == [open_id]
+    assert session.scalars(sa.select(OtpChallenge.id).order_by(OtpChallenge.id)).all() == kept

@@ -48,3 +48,30 @@ def test_production_starts_with_real_keys(tmp_path) -> None:
         "NONGDAI_SMS_SENDER": "tests.core.test_outbox:Gateway",
     })
     assert app.config["NONGDAI_ENV"] == "production"
+
+
+@pytest.mark.parametrize("environment", ["prod", "Production", "staging", "dev"])
+def test_an_unknown_environment_refuses_to_start(environment: str) -> None:
+    with pytest.raises(config.ConfigError, match="NONGDAI_ENV"):
+        config.load({"NONGDAI_ENV": environment})
+    with pytest.raises(config.ConfigError, match="NONGDAI_ENV"):
+        create_app({"NONGDAI_ENV": environment})
+
+
+@pytest.mark.parametrize("environment", ["development", "test"])
+def test_known_environments_start(environment: str) -> None:
+    assert config.load({"NONGDAI_ENV": environment})["NONGDAI_ENV"] == environment
+    assert config.load({"NONGDAI_ENV": ""})["NONGDAI_ENV"] == "development"
+
+
+def test_business_timezone_defaults_to_shanghai_and_is_checked() -> None:
+    assert config.load({})["NONGDAI_BUSINESS_TIMEZONE"] == "Asia/Shanghai"
+    assert config.load({"NONGDAI_BUSINESS_TIMEZONE": "UTC"})["NONGDAI_BUSINESS_TIMEZONE"] == "UTC"
+    for unknown in ("Asia/Beijing", "CST+8", "../etc/passwd"):
+        with pytest.raises(config.ConfigError, match="NONGDAI_BUSINESS_TIMEZONE"):
+            config.load({"NONGDAI_BUSINESS_TIMEZONE": unknown})
+
+
+def test_refresh_grace_is_read_from_the_environment() -> None:
+    assert config.load({})["NONGDAI_REFRESH_GRACE_SECONDS"] == 30
+    assert config.load({"NONGDAI_REFRESH_GRACE_SECONDS": "5"})["NONGDAI_REFRESH_GRACE_SECONDS"] == 5

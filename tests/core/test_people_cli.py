@@ -7,8 +7,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.audit import SYSTEM, AuditEvent
-from core.auth.passwords import verify_password
 from core.people.models import Staff
+from core.security import verify_password
 from tests import factories as f
 
 PASSWORD = "the-first-admin-password"
