@@ -1,7 +1,8 @@
 """Request and response shapes for farmers, consents, coordinators and staff.
 
-ID numbers come in only (``id_number`` is load-only) and go out masked; passwords come in only.
-Validation messages never repeat what was sent.
+Requests and responses have their own schemas (a generated client reads a response without
+write-only fields, and sends a request without server-owned ones). ID numbers come in only
+and go out masked; passwords come in only. Validation messages never repeat what was sent.
 """
 
 from __future__ import annotations
@@ -10,18 +11,29 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
-from core.api import PageArgs, Schema, page_schema
-from core.auth.passwords import MIN_LENGTH
+from core.api import (
+    IdNumber,
+    PageArgs,
+    Phone,
+    Ref,
+    ResponseSchema,
+    Schema,
+    SettingRange,
+    Text,
+    UpdateSchema,
+    Username,
+    name_field,
+    page_schema,
+    public_id_field,
+)
 from core.authz import STAFF_ROLES
 from core.people import idnumber
-from core.places.schemas import Ref, Text, UpdateSchema, name_field, public_id_field
+from core.security import MIN_PASSWORD_LENGTH
 
 CONSENT_PURPOSES = ("land_registry", "insurance", "credit_decision")
-
-PHONE = validate.Regexp(r"^1\d{10}$", error="Must be 11 digits starting with 1.")
-USERNAME = validate.Regexp(r"^[a-z][a-z0-9_.-]{2,59}$", error=(
-    "3 to 60 lowercase letters, digits, '.', '_' or '-', starting with a letter."))
-PASSWORD = validate.Length(min=MIN_LENGTH, max=200)
+CONSENT_STATUSES = ("active", "revoked", "expired", "pending")
+PASSWORD = validate.Length(min=MIN_PASSWORD_LENGTH, max=200)
+USERNAME = validate.Regexp(rf"(?:{Username.SHAPE})\Z", error=Username.ERROR)  # the CLI's check
 
 
 def _valid_id_number(value: str) -> None:
@@ -31,39 +43,59 @@ def _valid_id_number(value: str) -> None:
         raise ValidationError(f"Not a valid resident ID number: {exc}.") from exc
 
 
-def id_number_field() -> fields.String:
-    return fields.String(required=True, load_only=True, validate=_valid_id_number, metadata={
-        "description": "18-character resident ID number; never returned (see id_number_masked)"})
+def id_number_field() -> IdNumber:
+    return IdNumber(required=True, validate=_valid_id_number, metadata={
+        "description": "18-character resident ID number (GB 11643: check digit and birth date "
+                       "verified); never returned, see id_number_masked"})
+
+
+def _roles(**kwargs: Any) -> fields.List:
+    return fields.List(fields.String(validate=validate.OneOf(sorted(STAFF_ROLES))),
+                       validate=validate.Length(min=1, max=len(STAFF_ROLES)), **kwargs)
 
 
 class Roles(fields.List):
-    """Staff roles: a non-empty list of reviewer/approver/admin, dumped from ``role_set``."""
+    """Staff roles as a response shows them: sorted, from ``role_set``."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(fields.String(validate=validate.OneOf(sorted(STAFF_ROLES))),
-                         validate=validate.Length(min=1, max=len(STAFF_ROLES)), **kwargs)
+        super().__init__(fields.String(validate=validate.OneOf(sorted(STAFF_ROLES))), **kwargs)
 
     def get_value(self, obj: Any, *_args: Any, **_kwargs: Any) -> Any:
         return sorted(obj.role_set)
 
 
+class ConsentStatus(fields.String):
+    """A consent's status now: computed, not stored."""
+
+    def get_value(self, obj: Any, *_args: Any, **_kwargs: Any) -> Any:
+        return obj.status()
+
+
 # --- farmers --------------------------------------------------------------------------------
 
-class FarmerSchema(Schema):
+class FarmerSchema(ResponseSchema):
     id = public_id_field()
+    name = fields.String()
+    phone = fields.String()
+    id_number_masked = fields.String(metadata={"description": "e.g. 3305**********1231"})
+    birth_date = fields.Date(allow_none=True)
+    village_id = Ref("village")
+    is_active = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class FarmerCreateSchema(Schema):
+    RESOURCE = FarmerSchema
     name = name_field(required=True)
-    phone = fields.String(required=True, validate=PHONE)
+    phone = Phone(required=True)
     id_number = id_number_field()
-    id_number_masked = fields.String(dump_only=True)
-    birth_date = fields.Date(dump_only=True)
-    village_id = Ref("village", required=True)
-    is_active = fields.Boolean(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
+    village_id = fields.UUID(required=True)
 
 
 class FarmerUpdateSchema(UpdateSchema):
+    RESOURCE, CREATED_BY = FarmerSchema, FarmerCreateSchema
     name = name_field()
-    phone = fields.String(validate=PHONE)
+    phone = Phone()
 
 
 class FarmerLookupSchema(Schema):
@@ -71,67 +103,90 @@ class FarmerLookupSchema(Schema):
 
 
 class FarmerListArgs(PageArgs):
-    village_id = fields.UUID(load_default=None)
+    village_id = fields.UUID()
 
 
 # --- consents -------------------------------------------------------------------------------
 
-class ConsentSchema(Schema):
+class ConsentSchema(ResponseSchema):
     id = public_id_field()
-    farmer_id = Ref("farmer", dump_only=True)
+    farmer_id = Ref("farmer")
+    purpose = fields.String(validate=validate.OneOf(CONSENT_PURPOSES))
+    evidence = fields.String(allow_none=True)
+    channel = fields.String(validate=validate.OneOf(("app", "coordinator")))
+    recorded_by = fields.String(metadata={"description": "Who recorded it (kind:id)"})
+    granted_at = fields.DateTime()
+    expires_at = fields.DateTime()
+    revoked_at = fields.DateTime(allow_none=True)
+    status = ConsentStatus(validate=validate.OneOf(CONSENT_STATUSES))
+
+
+class ConsentCreateSchema(Schema):
+    RESOURCE = ConsentSchema
     purpose = fields.String(required=True, validate=validate.OneOf(CONSENT_PURPOSES))
-    valid_days = fields.Integer(required=True, load_only=True, validate=validate.Range(min=1),
+    valid_days = fields.Integer(required=True, validate=SettingRange("NONGDAI_CONSENT_MAX_DAYS"),
                                 metadata={"description": "1 to NONGDAI_CONSENT_MAX_DAYS"})
     evidence = Text(load_default=None, allow_none=True, validate=validate.Length(max=200),
-                    metadata={"description": "Reference to the signed form or recording"})
-    channel = fields.String(dump_only=True)
-    recorded_by = fields.String(dump_only=True)
-    granted_at = fields.DateTime(dump_only=True)
-    expires_at = fields.DateTime(dump_only=True)
-    revoked_at = fields.DateTime(dump_only=True)
-    status = fields.Function(lambda consent: consent.status(), dump_only=True,
-                             metadata={"description": "active, revoked or expired"})
+                    metadata={"description": "Reference to the signed form or recording",
+                              "examples": ["纸质授权书 2024-031"]})
 
 
 # --- coordinators ---------------------------------------------------------------------------
 
-class CoordinatorSchema(Schema):
+class CoordinatorSchema(ResponseSchema):
     id = public_id_field()
-    username = fields.String(required=True, validate=USERNAME)
+    username = fields.String()
+    name = fields.String()
+    phone = fields.String()
+    station_id = Ref("station")
+    is_active = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class CoordinatorCreateSchema(Schema):
+    RESOURCE = CoordinatorSchema
+    username = Username(required=True)
     name = name_field(required=True)
-    phone = fields.String(required=True, validate=PHONE)
-    password = fields.String(required=True, load_only=True, validate=PASSWORD)
-    station_id = Ref("station", required=True)
-    is_active = fields.Boolean(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
+    phone = Phone(required=True)
+    password = fields.String(required=True, validate=PASSWORD)
+    station_id = fields.UUID(required=True)
 
 
 class CoordinatorUpdateSchema(UpdateSchema):
+    RESOURCE, CREATED_BY = CoordinatorSchema, CoordinatorCreateSchema
     name = name_field()
-    phone = fields.String(validate=PHONE)
+    phone = Phone()
     station_id = fields.UUID()
     is_active = fields.Boolean()
 
 
 class CoordinatorListArgs(PageArgs):
-    station_id = fields.UUID(load_default=None)
+    station_id = fields.UUID()
 
 
 # --- staff ----------------------------------------------------------------------------------
 
-class StaffSchema(Schema):
+class StaffSchema(ResponseSchema):
     id = public_id_field()
-    username = fields.String(required=True, validate=USERNAME)
+    username = fields.String()
+    name = fields.String()
+    roles = Roles()
+    is_active = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class StaffCreateSchema(Schema):
+    RESOURCE = StaffSchema
+    username = Username(required=True)
     name = name_field(required=True)
-    password = fields.String(required=True, load_only=True, validate=PASSWORD)
-    roles = Roles(required=True)
-    is_active = fields.Boolean(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
+    password = fields.String(required=True, validate=PASSWORD)
+    roles = _roles(required=True)
 
 
 class StaffUpdateSchema(UpdateSchema):
+    RESOURCE, CREATED_BY = StaffSchema, StaffCreateSchema
     name = name_field()
-    roles = Roles()
+    roles = _roles()
     is_active = fields.Boolean()
 
 

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from flask import current_app
 
 from core import audit
-from core.auth.passwords import hash_password
 from core.authz import Principal
 from core.crypto import vault
 from core.db import utcnow
@@ -22,6 +21,7 @@ from core.errors import Conflict, NotFound, ValidationFailed
 from core.people import idnumber
 from core.people.models import Consent, Coordinator, Farmer, Staff
 from core.places.models import Station, Village
+from core.security import hash_password
 
 ID_NUMBER_CONTEXT = "farmer.id_number"
 
@@ -78,13 +78,21 @@ def _check_phone_free(session: Any, phone: str, farmer: Farmer | None = None) ->
         raise PhoneTaken(errors={"phone": ["Already registered to another farmer."]})
 
 
+def _check_new(session: Any, digest: str, phone: str) -> None:
+    """One look for both uniques of a new farmer: the ID number first, then the phone."""
+    taken = session.execute(sa.select(Farmer.id_number_hash, Farmer.phone).where(
+        sa.or_(Farmer.id_number_hash == digest, Farmer.phone == phone)).limit(2)).all()
+    if any(row.id_number_hash == digest for row in taken):
+        raise FarmerExists("This ID number is already registered; look the farmer up instead")
+    if taken:
+        raise PhoneTaken(errors={"phone": ["Already registered to another farmer."]})
+
+
 def create_farmer(session: Any, *, name: str, phone: str, id_number: str,
                   village: Village) -> Farmer:
     number, born = _checked_id_number(id_number)
     digest = id_number_hash(number)
-    if session.scalar(sa.select(Farmer.id).where(Farmer.id_number_hash == digest)) is not None:
-        raise FarmerExists("This ID number is already registered; look the farmer up instead")
-    _check_phone_free(session, phone)
+    _check_new(session, digest, phone)
     farmer = Farmer(name=name, phone=phone, birth_date=born, village=village,
                     id_number_ciphertext=vault().encrypt(number, ID_NUMBER_CONTEXT),
                     id_number_hash=digest, id_number_masked=idnumber.mask(number))

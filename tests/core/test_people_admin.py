@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from core.audit import AuditEvent
-from core.auth.passwords import verify_password
 from core.people.models import Coordinator, Staff
+from core.security import verify_password
 from tests import factories as f
 from tests.core.test_people_helpers import API, World, assert_problem, build_world, creating
 

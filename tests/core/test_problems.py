@@ -217,3 +217,95 @@ def test_integrity_error_at_commit_is_a_409(client: Any, session: Any, admin: di
     assert_problem(response, 409, "conflict")
     assert session.scalars(sa.select(County.name).where(County.code == "330521")).all() == [
         "德清县"]
+
+
+# --- one title per code ------------------------------------------------------------------------
+
+def _every_error_class(base: type) -> list[type]:
+    found = []
+    for sub in base.__subclasses__():
+        found.extend([sub, *_every_error_class(sub)])
+    return found
+
+
+def _raised(cls: type) -> Any:
+    """An instance of an error class, whatever its constructor asks for."""
+    from core.errors import NongdaiError  # noqa: PLC0415
+
+    error = cls.__new__(cls)
+    NongdaiError.__init__(error)
+    return error
+
+
+def _answers(app: Any) -> list[dict[str, Any]]:
+    """A problem for every code the app can answer: each domain error class (every domain is
+    imported by create_app) and each HTTP error werkzeug can raise."""
+    from werkzeug.exceptions import default_exceptions  # noqa: PLC0415
+
+    from core import errors  # noqa: PLC0415
+
+    with app.test_request_context("/"):
+        responses = [errors._from_domain(_raised(cls)) for cls in
+                     [errors.NongdaiError, *_every_error_class(errors.NongdaiError)]]
+        responses += [errors._from_http(exc()) for status, exc in default_exceptions.items()
+                      if status >= 400]
+    return [json.loads(response.data) for response in responses]
+
+
+def test_every_code_has_one_title(app: Any, client: Any, admin: dict[str, str]) -> None:
+    from core.errors import problem_titles  # noqa: PLC0415
+
+    bodies = _answers(app)
+    bodies.append(client.post(VILLAGES, json={}, headers=admin).get_json())  # webargs' 422
+    bodies.append(client.post(VILLAGES, data=b"{", headers=admin,
+                              content_type="application/json").get_json())
+
+    titles: dict[str, set[str]] = {}
+    for body in bodies:
+        titles.setdefault(body["code"], set()).add(body["title"])
+    assert {code: seen for code, seen in titles.items() if len(seen) > 1} == {}
+    assert {code: seen.pop() for code, seen in titles.items()} == {
+        code: problem_titles()[code] for code in titles}
+    assert titles.keys() >= {"validation-failed", "malformed-json", "method-not-allowed",
+                             "payload-too-large", "farmer-exists", "idempotency-key-reused"}
+
+
+def test_validation_failed_has_the_title_of_the_domain_error(client: Any,
+                                                             admin: dict[str, str]) -> None:
+    from core.errors import ValidationFailed  # noqa: PLC0415
+
+    webargs = client.post(VILLAGES, json={}, headers=admin).get_json()
+
+    assert webargs["title"] == ValidationFailed.title == "The request has invalid fields"
+
+
+def test_a_second_title_for_a_code_is_refused_at_import() -> None:
+    from core.errors import Conflict  # noqa: PLC0415
+
+    with pytest.raises(TypeError, match="already has the title"):
+        type("Clash", (Conflict,), {"title": "Something else"})
+
+    with pytest.raises(TypeError, match="already has the title"):
+        type("Clash", (Conflict,), {"code": "payload-too-large", "title": "Too big"})
+
+
+def test_the_same_title_again_is_fine() -> None:
+    from core.errors import Conflict  # noqa: PLC0415
+
+    again = type("Again", (Conflict,), {"code": "conflict", "title": Conflict.title})
+
+    assert again.title == Conflict.title
+
+
+def test_a_status_werkzeug_has_no_phrase_for_still_has_one_title(app: Any) -> None:
+    from werkzeug.exceptions import HTTPException  # noqa: PLC0415
+
+    from core import errors  # noqa: PLC0415
+
+    class Odd(HTTPException):
+        code = 599
+
+    with app.test_request_context("/"):
+        body = json.loads(errors._from_http(Odd()).data)
+
+    assert (body["code"], body["title"]) == ("http-error", "HTTP error")
