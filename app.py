@@ -29,14 +29,17 @@ from core import (
     jobs,
     lifecycle,
     logs,
+    outbox,
     people,
     places,
+    ratelimit,
 )
 from core import db as data
 from core.db import db
 from core.lifecycle import NongdaiFlask
 
-DOMAINS = (health, auth, places, people, jobs, lending, sync, agents)
+SHARED = (health, jobs, ratelimit, outbox, auth, places, people)
+DOMAINS = (lending, sync, agents)
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> NongdaiFlask:
@@ -60,22 +63,23 @@ def create_app(overrides: dict[str, Any] | None = None) -> NongdaiFlask:
     authz.init_app(app, auth.authenticate)
     api.init_app(app)
     idempotency.init_app(app)
-    for domain in DOMAINS:
-        domain.init_app(app)
+    for piece in (*SHARED, *DOMAINS):
+        piece.init_app(app)
     authz.check_routes(app)
     cli.init_app(app)
     return app
 
 
 def main(argv: list[str]) -> int:
-    """Run the embedded demo: SQLite under instance/, migrated, seeded, on 127.0.0.1:5000."""
-    from core import demo  # noqa: PLC0415 - only the demo runner needs it
+    """Run the embedded default: SQLite under instance/, migrated, seeded, served by waitress
+    (threaded, one process, with the job scheduler) on 127.0.0.1:5000 until Ctrl-C/SIGTERM."""
+    from core import demo  # noqa: PLC0415 - only the embedded runner needs it
 
     app = create_app()
     if "--no-demo" in argv:
         app.config["NONGDAI_SEED_DEMO"] = False
     demo.prepare(app)
-    app.run(host=app.config["NONGDAI_HOST"], port=app.config["NONGDAI_PORT"], threaded=True)
+    demo.serve(app)
     return 0
 
 

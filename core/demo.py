@@ -1,24 +1,30 @@
-"""The embedded demo: a county with townships, villages, two service stations and people.
+"""The embedded default: a demo county with townships, villages, stations and people, served.
 
 ``python app.py`` migrates the SQLite database under ``instance/``, seeds this data once (unless
-``NONGDAI_SEED_DEMO=0`` or ``--no-demo``) and prints the URLs and the demo logins. Seeding goes
-through the same services as the API, so every row is validated and audited (actor "system").
+``NONGDAI_SEED_DEMO=0`` or ``--no-demo``), prints the URLs and the demo logins, and serves the
+app with waitress (a production-grade WSGI server, threaded, in one process) together with the
+job scheduler: one process, so it is the deployment's one scheduler. Seeding goes through the
+same services as the API, so every row is validated and audited (actor "system").
 """
 
 from __future__ import annotations
 
+import signal
 from datetime import date
 from pathlib import Path
 
 import sqlalchemy as sa
+import waitress
+from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 from flask_migrate import upgrade
 
+from core import jobs
 from core.db import db
 from core.people import idnumber
 from core.people import services as people
 from core.places import services as places
-from core.places.models import County, Village
+from core.places.models import County, Station, Village
 
 DEMO_PASSWORD = "nongdai-demo"  # noqa: S105 - printed for the demo; production has no demo data
 
@@ -39,9 +45,16 @@ COORDINATORS = [("coord-xinshi", "周桂兰", "13900000001", 0),
 FARMERS = [("张德福", "13800000001", "330521101201", date(1972, 3, 14)),
            ("刘春花", "13800000002", "330521101202", date(1981, 9, 2)),
            ("赵大海", "13800000003", "330521102201", date(1968, 11, 27))]
+THREADS = 8  # waitress worker threads: requests served at once by the one process
 
 
-def _seed_places() -> list[object]:
+def farmer_id_numbers() -> list[str]:
+    """The demo farmers' (made-up, check-digit-valid) ID numbers, in the order of FARMERS."""
+    return [idnumber.make(COUNTY[0], born, n)
+            for n, (*_, born) in enumerate(FARMERS, start=1)]
+
+
+def _seed_places() -> list[Station]:
     session = db.session
     places.create_county(session, code=COUNTY[0], name=COUNTY[1])
     townships = {code: places.create_township(session, code=code, name=name)
@@ -53,7 +66,7 @@ def _seed_places() -> list[object]:
             for name, township, codes in STATIONS]
 
 
-def _seed_people(stations: list[object]) -> None:
+def _seed_people(stations: list[Station]) -> None:
     session = db.session
     for username, name, roles in STAFF:
         people.create_staff(session, username=username, name=name, password=DEMO_PASSWORD,
@@ -61,10 +74,11 @@ def _seed_people(stations: list[object]) -> None:
     for username, name, phone, station in COORDINATORS:
         people.create_coordinator(session, username=username, name=name, phone=phone,
                                   password=DEMO_PASSWORD, station=stations[station])
-    for n, (name, phone, village_code, born) in enumerate(FARMERS, start=1):
-        village = session.scalar(sa.select(Village).where(Village.code == village_code))
+    for (name, phone, village_code, _), number in zip(FARMERS, farmer_id_numbers(),
+                                                      strict=True):
+        village = session.scalars(sa.select(Village).where(Village.code == village_code)).one()
         people.create_farmer(session, name=name, phone=phone, village=village,
-                             id_number=idnumber.make(COUNTY[0], born, n))
+                             id_number=number)
 
 
 def seed(app: Flask) -> str:
@@ -96,9 +110,11 @@ def banner(app: Flask) -> str:
             "Demo logins (POST /api/v1/auth/login {username, password}):",
             *(f"  {u:<16} {DEMO_PASSWORD}   {'/'.join(r)}" for u, _, r in STAFF),
             *(f"  {u:<16} {DEMO_PASSWORD}   coordinator" for u, *_ in COORDINATORS),
-            "Demo farmers sign in by SMS code (POST /api/v1/auth/otp, then /auth/otp/verify):",
-            *(f"  {phone}  {name}" for name, phone, *_ in FARMERS),
-            f"  the demo SMS sender writes codes to {sms_log}",
+            "Demo farmers sign in by SMS code (POST /api/v1/auth/otp, then /auth/otp/verify);",
+            "coordinators find them by ID number (POST /api/v1/farmers/lookup {id_number}):",
+            *(f"  {phone}  {number}  {name}   (made-up demo ID number)"
+              for (name, phone, *_), number in zip(FARMERS, farmer_id_numbers(), strict=True)),
+            f"  the demo SMS sender writes codes to {sms_log} a moment after the 202",
         ]
     return "\n".join(lines)
 
@@ -111,3 +127,33 @@ def prepare(app: Flask) -> None:
     if app.config["NONGDAI_SEED_DEMO"]:
         print(seed(app))  # noqa: T201 - the demo runner talks to a person
     print(banner(app))  # noqa: T201
+
+
+def start_scheduler(app: Flask) -> BackgroundScheduler:
+    """Run the app's registered jobs in this process, as ``flask scheduler`` does in its own.
+
+    Each tick runs the job through :func:`core.jobs.run` (lease, own transaction), so a second
+    scheduler elsewhere could never run it twice at once.
+    """
+    scheduler = jobs.add_jobs(app, BackgroundScheduler(timezone="UTC"))
+    scheduler.start()
+    return scheduler
+
+
+def serve(app: Flask, threads: int = THREADS) -> None:
+    """Serve with waitress and the scheduler until Ctrl-C or SIGTERM, then stop both cleanly.
+
+    SIGTERM (a service manager's stop, a test's teardown) is turned into the same
+    KeyboardInterrupt as Ctrl-C: waitress finishes the requests in progress, the scheduler
+    waits for a running job, and the process exits 0.
+    """
+    scheduler = start_scheduler(app)
+    print(f"scheduler: {len(scheduler.get_jobs())} jobs in this process")  # noqa: T201
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        waitress.serve(app, host=app.config["NONGDAI_HOST"], port=app.config["NONGDAI_PORT"],
+                       threads=threads, ident="nongdai")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        scheduler.shutdown(wait=True)
+        print("Nongdai stopped.", flush=True)  # noqa: T201

@@ -1,19 +1,27 @@
-"""Liveness and readiness probes for load balancers and orchestrators."""
+"""Liveness and readiness probes for load balancers and orchestrators, and the signposts.
+
+``/``, ``/api`` and ``/api/v1`` have no resource of their own; a person (or a client) who
+tries them gets a 404 problem that says where the API is described, not a bare "not found".
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Blueprint, Flask, current_app
 
+from core.authz import access
 from core.config import ROOT
 from core.db import db
-from core.errors import ServiceUnavailable
+from core.errors import NotFound, ServiceUnavailable
 
 MIGRATIONS = ROOT / "migrations"
+SIGNPOST = ("There is nothing at this address. The API lives under /api/v1; every operation "
+            "is described at /api/docs (interactive) and /api/openapi.json (OpenAPI 3.1).")
 
 blp = Blueprint("health", __name__)
 
@@ -44,6 +52,15 @@ def readyz() -> dict[str, object]:
         raise ServiceUnavailable("The database schema is not at the migrations' head; "
                                  "run 'flask --app app db upgrade'")
     return {"status": "ready", "revision": ",".join(sorted(current))}
+
+
+@blp.get("/", strict_slashes=False)
+@blp.get("/api", strict_slashes=False)
+@blp.get("/api/v1", strict_slashes=False)
+@access(public=True)
+def signpost() -> NoReturn:
+    """The roots a newcomer tries first: a 404 problem pointing to the documentation."""
+    raise NotFound(SIGNPOST)
 
 
 def init_app(app: Flask) -> None:

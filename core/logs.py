@@ -16,11 +16,18 @@ from pythonjsonlogger.json import JsonFormatter
 
 # An 18-character resident ID number anywhere in a message: keep the first 4 and last 4.
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{4})\d{10}(\d{3}[\dXx])(?![0-9A-Za-z])")
+# A terminal escape sequence (CSI: ESC [ parameters final-byte), e.g. the colours that werkzeug
+# and click put around a status or a path: noise inside a JSON line ("\u001b[31m").
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _SECRET_KEYS = ("password", "code", "otp", "token", "id_number", "secret")
 
 
 def mask_text(text: str) -> str:
     return _ID_NUMBER.sub(lambda m: f"{m.group(1)}**********{m.group(2)}", text)
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
 
 
 class RequestContextFilter(logging.Filter):
@@ -47,13 +54,24 @@ class RedactFilter(logging.Filter):
 
 class _MaskingJsonFormatter(JsonFormatter):
     """Masks ID numbers in tracebacks and stacks too: the formatter renders them from
-    ``exc_info`` after the filters have run, so the filter cannot reach them."""
+    ``exc_info`` after the filters have run, so the filter cannot reach them. Strips terminal
+    colour codes from every text field last, since any field (message, extra, traceback) may
+    carry them."""
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {key: strip_ansi(value) if isinstance(value, str) else value
+                for key, value in super().process_log_record(log_data).items()}
 
     def formatException(self, ei: Any) -> str:  # noqa: N802 - overrides logging.Formatter
-        return mask_text(super().formatException(ei))
+        return _masked(super().formatException(ei))
 
     def formatStack(self, stack_info: str) -> str:  # noqa: N802 - overrides logging.Formatter
-        return mask_text(super().formatStack(stack_info))
+        return _masked(super().formatStack(stack_info))
+
+
+def _masked(text: str | list[str]) -> str:
+    """python-json-logger may return a traceback as a list of lines; ours is one string."""
+    return mask_text(text if isinstance(text, str) else "\n".join(text))
 
 
 def _formatter() -> logging.Formatter:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
+
+from tests import servers
+from tests.conftest import fresh_database_url
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -22,15 +24,12 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def live_url(app) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+def live_url(database: str, tmp_path: Path) -> Iterator[str]:
+    """The app as production serves it (gunicorn), started and stopped by tests.servers."""
+    env = {**os.environ, "NONGDAI_DATABASE_URL": fresh_database_url(database, tmp_path),
+           "NONGDAI_INSTANCE_PATH": str(tmp_path), "NONGDAI_SEED_DEMO": "0"}
+    with servers.gunicorn("app:create_app()", env=env, workers=1) as server:
+        yield server.base
 
 
 def test_swagger_ui_renders_every_operation_group(live_url: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
+import signal
 import subprocess
 import sys
 import time
@@ -12,51 +12,95 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests import servers
 from tests.conftest import fresh_database_url
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(url: str, proc: subprocess.Popen[bytes], seconds: float = 30) -> requests.Response:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"gunicorn exited with {proc.returncode}")
-        try:
-            return requests.get(url, timeout=2)
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer within {seconds} s")
+def _env(url: str, instance: Path) -> dict[str, str]:
+    return {**os.environ, "NONGDAI_DATABASE_URL": url, "NONGDAI_INSTANCE_PATH": str(instance),
+            "NONGDAI_SEED_DEMO": "0"}
 
 
 @pytest.mark.slow
 def test_gunicorn_serves_healthz_and_readyz(database: str, tmp_path: Path) -> None:
-    url = fresh_database_url(database, tmp_path)
-    port = _free_port()
-    env = {**os.environ, "NONGDAI_DATABASE_URL": url, "NONGDAI_INSTANCE_PATH": str(tmp_path),
-           "NONGDAI_SEED_DEMO": "0"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
-         "app:create_app()"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
-        health = _wait_for(f"http://127.0.0.1:{port}/healthz", proc)
+    env = _env(fresh_database_url(database, tmp_path), tmp_path)
+    with servers.gunicorn("app:create_app()", env=env) as server:
+        health = requests.get(server.url("/healthz"), timeout=10)
         assert health.status_code == 200
         assert health.json() == {"status": "ok"}
-        ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        ready = requests.get(server.url("/readyz"), timeout=10)
         assert ready.status_code == 200, ready.text
-        missing = requests.get(f"http://127.0.0.1:{port}/api/v1/nowhere", timeout=5)
+        missing = requests.get(server.url("/api/v1/nowhere"), timeout=10)
         assert missing.status_code == 404
         assert missing.headers["Content-Type"] == "application/problem+json"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        if proc.stdout:
-            proc.stdout.close()
+
+
+# --- the helper itself: deadlines and stopping ---------------------------------------------------
+
+_SILENT_LISTENER = """
+import socket, time
+sock = socket.socket()
+sock.bind(("127.0.0.1", {port}))
+sock.listen()
+time.sleep(60)  # accepts connections (the kernel does) and never answers: a starting worker
+"""
+
+
+@pytest.mark.slow
+def test_a_server_that_accepts_but_never_answers_fails_at_the_deadline() -> None:
+    port = servers.free_port()
+    command = [sys.executable, "-c", _SILENT_LISTENER.format(port=port)]
+    started = time.monotonic()
+
+    with pytest.raises(servers.ServerFailed, match="did not answer within 3 s"), \
+            servers.serve(command, port, seconds=3):
+        pass  # pragma: no cover - never reached
+
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.slow
+def test_an_early_exit_is_reported_with_the_output() -> None:
+    port = servers.free_port()
+    command = [sys.executable, "-c", "print('cannot start: no config'); raise SystemExit(3)"]
+
+    with pytest.raises(servers.ServerFailed, match="exited") as failure, \
+            servers.serve(command, port, seconds=30):
+        pass  # pragma: no cover - never reached
+
+    assert "cannot start: no config" in str(failure.value)
+
+
+_GROUP = """
+import subprocess, sys, time, signal
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a leader that will not stop politely
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie (in a container, pid 1 may never reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+def test_stop_kills_the_whole_group_even_when_sigterm_is_ignored() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _GROUP], stdout=subprocess.PIPE,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+
+    status = servers.stop(proc, grace=0.5)
+
+    assert status == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:  # reparented: init reaps it
+        time.sleep(0.05)
+    assert not _alive(child)
+    proc.stdout.close()

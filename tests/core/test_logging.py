@@ -5,27 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
+import threading
 from typing import Any
 
 import pytest
 
-from core import logs
 from tests import factories
 
 log = logging.getLogger("nongdai.test")
-
-
-@pytest.fixture
-def stream() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    level = root.level
-    buffer = io.StringIO()
-    logs.configure("INFO", stream=buffer)
-    yield buffer
-    for handler in [h for h in root.handlers if getattr(h, "_nongdai", False)]:
-        root.removeHandler(handler)
-    root.setLevel(level)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -146,3 +133,42 @@ def test_a_500_is_logged_with_its_request_id(app: Any, client: Any, session: Any
     assert [e["request_id"] for e in errors] == [request_id]
     assert "RuntimeError" in errors[0]["exc_info"]
     assert number not in stream.getvalue()
+
+
+# --- terminal colours stay out of JSON lines ---------------------------------------------------
+
+def _has_escape(stream: io.StringIO) -> bool:
+    """An escape character, raw or as JSON writes it (``\\u001b``), anywhere in the output."""
+    text = stream.getvalue()
+    return "\x1b" in text or "\\u001b" in text.lower()
+
+
+def test_colour_codes_are_stripped_from_every_field(stream: io.StringIO) -> None:
+    log.warning("status %s for %s", "\x1b[31m\x1b[1m404\x1b[0m", "\x1b[33m/nowhere\x1b[0m",
+                extra={"path": "\x1b[32m/api/v1\x1b[0m", "count": 3})
+
+    (line,) = lines(stream)
+    assert line["message"] == "status 404 for /nowhere"
+    assert (line["path"], line["count"]) == ("/api/v1", 3)
+    assert not _has_escape(stream)
+
+
+def test_werkzeug_request_lines_are_plain_json(app: Any, stream: io.StringIO) -> None:
+    """werkzeug colours the status of its request log lines (yellow for a 404)."""
+    import requests  # noqa: PLC0415
+    from werkzeug.serving import make_server  # noqa: PLC0415
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        answer = requests.get(f"http://127.0.0.1:{server.server_port}/api/v1/nowhere",
+                              timeout=10)
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+    assert answer.status_code == 404
+    (line,) = [e for e in lines(stream) if e["logger"] == "werkzeug"]
+    assert line["message"].endswith('"GET /api/v1/nowhere HTTP/1.1" 404 -')
+    assert not _has_escape(stream)
