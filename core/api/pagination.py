@@ -20,6 +20,7 @@ from flask import current_app
 
 from core.api.fields import SettingRange
 from core.api.schemas import QuerySchema, ResponseSchema
+from core.db import DbSession
 from core.errors import ValidationFailed
 
 
@@ -66,7 +67,8 @@ def clamp_limit(limit: int | None) -> int:
     return max(1, min(int(limit), int(cfg["NONGDAI_PAGE_SIZE_MAX"])))
 
 
-def paginate(session: Any, stmt: sa.Select[Any], key: Any, args: dict[str, Any]) -> dict[str, Any]:
+def paginate(session: DbSession, stmt: sa.Select[Any], key: Any,
+             args: dict[str, Any]) -> dict[str, Any]:
     """Keyset page over ``stmt`` ordered by ``key`` (a UUIDv7 ``public_id`` column).
 
     Returns ``{"items": [...], "next_cursor": str | None}``; one query whatever the page size.

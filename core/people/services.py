@@ -16,7 +16,7 @@ from flask import current_app
 from core import audit
 from core.authz import Principal
 from core.crypto import vault
-from core.db import utcnow
+from core.db import DbSession, utcnow
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.people import idnumber
 from core.people.models import Consent, Coordinator, Farmer, Staff
@@ -70,7 +70,7 @@ def id_number_hash(number: str) -> str:
     return vault().lookup_hash(idnumber.normalise(number), ID_NUMBER_CONTEXT)
 
 
-def _check_phone_free(session: Any, phone: str, farmer: Farmer | None = None) -> None:
+def _check_phone_free(session: DbSession, phone: str, farmer: Farmer | None = None) -> None:
     stmt = sa.select(Farmer.id).where(Farmer.phone == phone)
     if farmer is not None:
         stmt = stmt.where(Farmer.id != farmer.id)
@@ -78,7 +78,7 @@ def _check_phone_free(session: Any, phone: str, farmer: Farmer | None = None) ->
         raise PhoneTaken(errors={"phone": ["Already registered to another farmer."]})
 
 
-def _check_new(session: Any, digest: str, phone: str) -> None:
+def _check_new(session: DbSession, digest: str, phone: str) -> None:
     """One look for both uniques of a new farmer: the ID number first, then the phone."""
     taken = session.execute(sa.select(Farmer.id_number_hash, Farmer.phone).where(
         sa.or_(Farmer.id_number_hash == digest, Farmer.phone == phone)).limit(2)).all()
@@ -88,7 +88,7 @@ def _check_new(session: Any, digest: str, phone: str) -> None:
         raise PhoneTaken(errors={"phone": ["Already registered to another farmer."]})
 
 
-def create_farmer(session: Any, *, name: str, phone: str, id_number: str,
+def create_farmer(session: DbSession, *, name: str, phone: str, id_number: str,
                   village: Village) -> Farmer:
     number, born = _checked_id_number(id_number)
     digest = id_number_hash(number)
@@ -103,7 +103,7 @@ def create_farmer(session: Any, *, name: str, phone: str, id_number: str,
     return farmer
 
 
-def lookup_farmer(session: Any, id_number: str, scope: sa.ColumnElement[bool]) -> Farmer:
+def lookup_farmer(session: DbSession, id_number: str, scope: sa.ColumnElement[bool]) -> Farmer:
     """The farmer with this ID number within ``scope`` (a ``visible_to`` condition), or 404."""
     number, _ = _checked_id_number(id_number)
     stmt = sa.select(Farmer).where(Farmer.id_number_hash == id_number_hash(number), scope)
@@ -114,7 +114,7 @@ def lookup_farmer(session: Any, id_number: str, scope: sa.ColumnElement[bool]) -
     return farmer
 
 
-def update_farmer(session: Any, farmer: Farmer, **changes: Any) -> Farmer:
+def update_farmer(session: DbSession, farmer: Farmer, **changes: Any) -> Farmer:
     if "phone" in changes:
         _check_phone_free(session, changes["phone"], farmer)
     changed = _apply(farmer, changes)
@@ -125,7 +125,7 @@ def update_farmer(session: Any, farmer: Farmer, **changes: Any) -> Farmer:
 
 # --- consents -------------------------------------------------------------------------------
 
-def grant_consent(session: Any, farmer: Farmer, by: Principal, *, purpose: str,
+def grant_consent(session: DbSession, farmer: Farmer, by: Principal, *, purpose: str,
                   valid_days: int, evidence: str | None = None) -> Consent:
     """Record a consent: channel ``app`` when the farmer gives it, else ``coordinator``."""
     longest = int(current_app.config["NONGDAI_CONSENT_MAX_DAYS"])
@@ -144,7 +144,7 @@ def grant_consent(session: Any, farmer: Farmer, by: Principal, *, purpose: str,
     return consent
 
 
-def revoke_consent(session: Any, consent: Consent) -> Consent:
+def revoke_consent(session: DbSession, consent: Consent) -> Consent:
     if consent.revoked_at is not None:
         raise ConsentRevoked()
     consent.revoked_at = utcnow()
@@ -154,7 +154,8 @@ def revoke_consent(session: Any, consent: Consent) -> Consent:
     return consent
 
 
-def has_consent(session: Any, farmer_id: int, purpose: str, at: datetime | None = None) -> bool:
+def has_consent(session: DbSession, farmer_id: int, purpose: str,
+                at: datetime | None = None) -> bool:
     """Whether farmer ``farmer_id`` (internal key) has a consent for ``purpose`` in force at
     ``at`` (default now): granted, not yet expired, not revoked."""
     at = at or utcnow()
@@ -167,13 +168,13 @@ def has_consent(session: Any, farmer_id: int, purpose: str, at: datetime | None 
 
 # --- coordinators and staff -----------------------------------------------------------------
 
-def _check_username_free(session: Any, username: str) -> None:
+def _check_username_free(session: DbSession, username: str) -> None:
     for model in (Staff, Coordinator):
         if session.scalar(sa.select(model.id).where(model.username == username)) is not None:
             raise UsernameTaken(errors={"username": ["Already taken."]})
 
 
-def create_coordinator(session: Any, *, username: str, name: str, phone: str, password: str,
+def create_coordinator(session: DbSession, *, username: str, name: str, phone: str, password: str,
                        station: Station) -> Coordinator:
     _check_username_free(session, username)
     coordinator = Coordinator(username=username, name=name, phone=phone, station=station,
@@ -185,7 +186,7 @@ def create_coordinator(session: Any, *, username: str, name: str, phone: str, pa
     return coordinator
 
 
-def update_coordinator(session: Any, coordinator: Coordinator, **changes: Any) -> Coordinator:
+def update_coordinator(session: DbSession, coordinator: Coordinator, **changes: Any) -> Coordinator:
     changed = _apply(coordinator, changes)
     session.flush()
     names = [("station_id" if name == "station" else name) for name in changed]
@@ -193,7 +194,7 @@ def update_coordinator(session: Any, coordinator: Coordinator, **changes: Any) -
     return coordinator
 
 
-def create_staff(session: Any, *, username: str, name: str, password: str,
+def create_staff(session: DbSession, *, username: str, name: str, password: str,
                  roles: list[str] | frozenset[str], actor: str | None = None) -> Staff:
     _check_username_free(session, username)
     staff = Staff(username=username, name=name, password_hash=hash_password(password),
@@ -205,7 +206,7 @@ def create_staff(session: Any, *, username: str, name: str, password: str,
     return staff
 
 
-def update_staff(session: Any, staff: Staff, by: Principal, **changes: Any) -> Staff:
+def update_staff(session: DbSession, staff: Staff, by: Principal, **changes: Any) -> Staff:
     """Change name, roles or is_active; an admin cannot lock themselves out."""
     if "roles" in changes:
         changes["roles"] = " ".join(sorted(set(changes["roles"])))

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from core import audit
+from core.db import DbSession
 from core.errors import Conflict, ValidationFailed
 from core.places.models import County, Station, Township, Village
 
@@ -41,11 +42,11 @@ class VillageOutsideCounty(ValidationFailed):
     code, title = "village-outside-county", "A station serves villages of its own county only"
 
 
-def _code_taken(session: Any, model: Any, code: str) -> bool:
+def _code_taken(session: DbSession, model: Any, code: str) -> bool:
     return session.scalar(sa.select(model.id).where(model.code == code)) is not None
 
 
-def create_county(session: Any, *, code: str, name: str) -> County:
+def create_county(session: DbSession, *, code: str, name: str) -> County:
     if _code_taken(session, County, code):
         raise CountyExists(f"County code {code} is already registered")
     county = County(code=code, name=name)
@@ -55,7 +56,7 @@ def create_county(session: Any, *, code: str, name: str) -> County:
     return county
 
 
-def create_township(session: Any, *, code: str, name: str) -> Township:
+def create_township(session: DbSession, *, code: str, name: str) -> Township:
     county = session.scalar(sa.select(County).where(County.code == code[:6]))
     if county is None:
         raise TownshipCodeMismatch(errors={"code": [f"No county has the code {code[:6]}."]})
@@ -69,7 +70,7 @@ def create_township(session: Any, *, code: str, name: str) -> Township:
     return township
 
 
-def create_village(session: Any, *, code: str, name: str) -> Village:
+def create_village(session: DbSession, *, code: str, name: str) -> Village:
     township = session.scalar(sa.select(Township).where(Township.code == code[:9]))
     if township is None:
         raise VillageCodeMismatch(errors={"code": [f"No township has the code {code[:9]}."]})
@@ -83,7 +84,7 @@ def create_village(session: Any, *, code: str, name: str) -> Village:
     return village
 
 
-def update_village(session: Any, village: Village, *, name: str) -> Village:
+def update_village(session: DbSession, village: Village, *, name: str) -> Village:
     changed = ["name"] if village.name != name else []
     village.name = name
     session.flush()
@@ -98,7 +99,7 @@ def _check_county(township: Township, villages: Iterable[Village]) -> None:
             f"Not in county {township.county.code}: {', '.join(outside)}."]})
 
 
-def create_station(session: Any, *, name: str, township: Township,
+def create_station(session: DbSession, *, name: str, township: Township,
                    villages: list[Village]) -> Station:
     _check_county(township, villages)
     station = Station(name=name, township=township, villages=villages)
@@ -110,7 +111,7 @@ def create_station(session: Any, *, name: str, township: Township,
     return station
 
 
-def update_station(session: Any, station: Station, *, name: str | None = None,
+def update_station(session: DbSession, station: Station, *, name: str | None = None,
                    villages: list[Village] | None = None) -> Station:
     changed = []
     if name is not None and name != station.name:
