@@ -178,9 +178,34 @@ def begin_read(session: DbSession) -> None:
     Elsewhere a no-op: PostgreSQL's reads never block writers.
     """
     plain = session() if isinstance(session, scoped_session) else session
+    if plain.get_bind().dialect.name != "sqlite":
+        return
     if plain.in_transaction():
         raise RuntimeError("begin_read() while the session holds a transaction")
-    session.connection(execution_options={READ_ONLY: True})
+    plain.connection(execution_options={READ_ONLY: True})
+
+
+def end_read(session: DbSession, *keep: Any) -> None:
+    """End a read begun with :func:`begin_read`, keeping the objects ``keep`` loaded.
+
+    For a write whose checks are reads: do them in the read, then end it here, so that the
+    write transaction (SQLite: the database's one write lock) starts at the first write and
+    lasts only as long as the writing. The objects in ``keep`` stay in the session, loaded
+    as they were read. What the checks decided may change before the write (another request
+    may commit in between): the database's own constraints must back every such decision.
+    A no-op when the transaction is not such a read, and on backends whose reads never block
+    writers (PostgreSQL), where one transaction is cheaper.
+    """
+    plain = session() if isinstance(session, scoped_session) else session
+    if not plain.in_transaction() or plain.get_bind().dialect.name != "sqlite":
+        return
+    if not plain.connection().get_execution_options().get(READ_ONLY, False):
+        return
+    for obj in keep:
+        plain.expunge(obj)
+    plain.rollback()
+    for obj in keep:
+        plain.add(obj)
 
 
 class SideTransactionInsideRequest(RuntimeError):

@@ -16,7 +16,7 @@ from flask import current_app
 from core import audit
 from core.authz import Principal
 from core.crypto import vault
-from core.db import DbSession, utcnow
+from core.db import DbSession, end_read, utcnow
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.people import idnumber
 from core.people.models import Consent, Coordinator, Farmer, Staff
@@ -90,12 +90,16 @@ def _check_new(session: DbSession, digest: str, phone: str) -> None:
 
 def create_farmer(session: DbSession, *, name: str, phone: str, id_number: str,
                   village: Village) -> Farmer:
+    """Register a farmer in ``village``. When the caller began with :func:`core.db.begin_read`,
+    the checks run in that read and the write starts after it (the unique constraints on ID
+    number and phone back the checks against a twin registered in between)."""
     number, born = _checked_id_number(id_number)
     digest = id_number_hash(number)
     _check_new(session, digest, phone)
     farmer = Farmer(name=name, phone=phone, birth_date=born, village=village,
                     id_number_ciphertext=vault().encrypt(number, ID_NUMBER_CONTEXT),
                     id_number_hash=digest, id_number_masked=idnumber.mask(number))
+    end_read(session, village)
     session.add(farmer)
     session.flush()
     audit.record(session, "farmer.create", farmer, summary={

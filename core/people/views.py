@@ -17,7 +17,7 @@ from sqlalchemy.orm import selectinload
 from core import ratelimit
 from core.api import Blueprint, PageArgs, paginate, raises
 from core.authz import access, current_principal, get_visible, visible
-from core.db import db
+from core.db import begin_read, db
 from core.errors import NotFound, RateLimited
 from core.idempotency import idempotent
 from core.people import schemas, services
@@ -44,6 +44,7 @@ def _id_number_answers() -> tuple[str, int, int]:
 @blp.response(201, schemas.FarmerSchema)
 def create_farmer(data: dict[str, Any]) -> Farmer:
     """Register a farming household's borrower in one of the caller's villages."""
+    begin_read(db.session)  # the checks are reads; the write lock waits for the write
     village = get_visible(db.session, Village, data.pop("village_id"))
     # "Already registered" tells whether an ID number exists: rationed like a lookup.
     with ratelimit.failures(*_id_number_answers(), services.FarmerExists, check_first=False):
