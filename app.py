@@ -49,7 +49,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> NongdaiFlask:
 
     app = NongdaiFlask(__name__, instance_path=settings["INSTANCE_PATH"])
     app.config.update(settings)
-    app.json.ensure_ascii = False  # Chinese names stay readable on the wire
     if settings["NONGDAI_PROXY_HOPS"]:
         hops = settings["NONGDAI_PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]

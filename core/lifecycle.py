@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from core.db import DbSession, db
@@ -37,7 +38,13 @@ class AuditMissing(RuntimeError):
     """A state-changing request succeeded without writing an audit event."""
 
 
+class _JSON(DefaultJSONProvider):
+    ensure_ascii = False  # Chinese names stay readable on the wire
+
+
 class NongdaiFlask(Flask):
+    json_provider_class = _JSON
+
     def dispatch_request(self) -> Any:
         try:
             rv = super().dispatch_request()
