@@ -33,25 +33,35 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
-from apispec import BasePlugin
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import jobs
-from core.db import Base, CreatedAt, DbSession, IntPK, UTCDateTime, begin_read, db, utcnow
+from core.api.openapi import IDEMPOTENCY_HEADER as HEADER
+from core.api.openapi import IDEMPOTENT
+from core.db import (
+    Base,
+    CreatedAt,
+    DbSession,
+    IntPK,
+    UTCDateTime,
+    begin_read,
+    db,
+    rowcount,
+    table,
+    utcnow,
+)
 from core.errors import Conflict, NongdaiError, ValidationFailed
 from core.lifecycle import rollback
 
 log = logging.getLogger(__name__)
 
-HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MARK = "_nongdai_idempotent"  # set on every wrapped view (tests walk the routes for it)
 MIN_HOURS = 24
 _KEY = re.compile(r"[\x20-\x7e]{1,200}")
 _STORED_HEADERS = ("Content-Type", "Location")
-_DOC_MARK = "x-nongdai-idempotent"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,7 +85,7 @@ class IdempotencyRecord(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
-_records = cast(sa.Table, IdempotencyRecord.__table__)
+_records = table(IdempotencyRecord)
 
 
 class IdempotencyKeyInvalid(NongdaiError):
@@ -273,7 +283,7 @@ def idempotent(view: F) -> F:
 
     setattr(wrapper, MARK, True)
     apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))
-    apidoc.setdefault("manual_doc", {})[_DOC_MARK] = True
+    apidoc.setdefault("manual_doc", {})[IDEMPOTENT] = True
     wrapper._apidoc = apidoc  # type: ignore[attr-defined]
     return cast(F, wrapper)
 
@@ -287,38 +297,10 @@ def is_idempotent(view: Any) -> bool:
 def purge_expired(_run: jobs.JobRun | None = None) -> int:
     """Job: delete records past their lifetime (runs in the job's transaction)."""
     result = db.session.execute(sa.delete(_records).where(_records.c.expires_at < utcnow()))
-    count = cast(sa.CursorResult[Any], result).rowcount
+    count = rowcount(result)
     log.info("idempotency records purged", extra={"purged": count})
     return count
 
 
-class _HeaderDoc(BasePlugin):
-    """Documents the optional ``Idempotency-Key`` header on every idempotent operation."""
-
-    PARAMETER = {
-        "name": HEADER, "in": "header", "required": False,
-        "description": "A client-generated key (a UUID, say): a retry with the same key and "
-                       "body replays the first response instead of acting twice.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 200,
-                   "pattern": "^[\\x20-\\x7e]+$"},
-    }
-
-    def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None,
-                         **kwargs: Any) -> None:
-        del path, kwargs
-        for operation in (operations or {}).values():
-            if isinstance(operation, dict) and operation.pop(_DOC_MARK, False):
-                operation.setdefault("parameters", []).append(dict(self.PARAMETER))
-
-
-def _document(app: Flask) -> None:
-    api = app.extensions.get("nongdai_api")
-    if api is not None:
-        plugin = _HeaderDoc()
-        plugin.init_spec(api.spec)
-        api.spec.plugins.append(plugin)
-
-
 def init_app(app: Flask) -> None:
     jobs.register(app, jobs.Job("idempotency.purge", purge_expired, {"hours": 1}))
-    _document(app)

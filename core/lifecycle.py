@@ -70,12 +70,12 @@ def note_audit_event(session: DbSession) -> None:
     session.info[AUDITED] = session.info.get(AUDITED, 0) + 1
 
 
-def after_commit(callback: Callable[[], None]) -> None:
+def after_commit(callback: Callable[[], object]) -> None:
     """Run ``callback`` once the request's transaction has committed (never on rollback)."""
     db.session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
-def after_response(callback: Callable[[], None]) -> None:
+def after_response(callback: Callable[[], object]) -> None:
     """Run ``callback`` after the response has gone out, only if the request committed.
 
     For slow side effects (an SMS gateway call): the caller does not wait for them and their
@@ -85,7 +85,7 @@ def after_response(callback: Callable[[], None]) -> None:
     db.session.info.setdefault(_AFTER_RESPONSE, []).append(callback)
 
 
-def _run_detached(app: Flask, callbacks: list[Callable[[], None]]) -> None:
+def _run_detached(app: Flask, callbacks: list[Callable[[], object]]) -> None:
     for callback in callbacks:
         with app.app_context():
             try:

@@ -52,7 +52,7 @@ def queue_sms(session: DbSession, phone: str, body: str, *,
     session.flush()
     if has_request_context():
         message_id = message.id
-        after_response(lambda: _deliver(message_id))
+        after_response(lambda: dispatch(message_id))
     return message
 
 
@@ -104,10 +104,6 @@ def _failed(message_id: int, row: Any, exc: Exception, now: datetime) -> str:
                                        "to": sms.mask_phone(row.recipient),
                                        "error": type(exc).__name__})
     return "failed" if final else "pending"
-
-
-def _deliver(message_id: int) -> None:
-    dispatch(message_id)
 
 
 def dispatch(message_id: int) -> str:

@@ -49,6 +49,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 RAISES = "x-nongdai-raises"  # view -> plugin: [[status, code], ...] declared with @raises
 IDEMPOTENT = "x-nongdai-idempotent"  # set by core.idempotency on the views it wraps
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# The key rule itself (printable ASCII, 1 to 200) is core.idempotency's; this states it.
+IDEMPOTENCY_PARAMETER = {
+    "name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+    "description": "A client-generated key (a UUID, say): a retry with the same key and body "
+                   "replays the first response instead of acting twice.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[\\x20-\\x7e]+$"},
+}
 # What an Idempotency-Key can give besides the view's own answers (codes of core.idempotency).
 IDEMPOTENCY_ERRORS = ((400, "idempotency-key-invalid"), (409, "idempotency-in-progress"),
                       (422, "idempotency-key-reused"))
@@ -132,7 +140,10 @@ class ErrorsPlugin(BasePlugin):
                   operation: dict[str, Any]) -> None:
         access = authz.rule_for(view, method.upper())
         self._name(url_rule.endpoint, path, method, operation)
-        errors = self._errors(url_rule, access, operation)
+        idempotent = bool(operation.pop(IDEMPOTENT, False))
+        if idempotent:
+            operation.setdefault("parameters", []).append(dict(IDEMPOTENCY_PARAMETER))
+        errors = self._errors(url_rule, access, operation, idempotent)
         responses = {int(status): response for status, response
                      in operation.get("responses", {}).items() if int(status) < 400}
         responses.update({status: self._response(status, codes)
@@ -159,10 +170,10 @@ class ErrorsPlugin(BasePlugin):
                                "rename one view function")
         operation["operationId"] = name
 
-    def _errors(self, url_rule: Any, access: authz.Rule | None,
-                operation: dict[str, Any]) -> dict[int, list[str]]:
+    def _errors(self, url_rule: Any, access: authz.Rule | None, operation: dict[str, Any],
+                idempotent: bool) -> dict[int, list[str]]:
         """Problem codes by status: derived, then already documented, then declared."""
-        found = [*ALWAYS, *_derived(url_rule, access, operation)]
+        found = [*ALWAYS, *_derived(url_rule, access, operation, idempotent)]
         found.extend((int(status), http_code(int(status)))
                      for status in operation.get("responses", {}) if int(status) >= 400)
         found.extend(_declared(operation))
@@ -174,8 +185,8 @@ class ErrorsPlugin(BasePlugin):
         return errors
 
 
-def _derived(url_rule: Any, access: authz.Rule | None,
-             operation: dict[str, Any]) -> list[tuple[int, str]]:
+def _derived(url_rule: Any, access: authz.Rule | None, operation: dict[str, Any],
+             idempotent: bool) -> list[tuple[int, str]]:
     """What the shared request path can answer before or around the view."""
     found: list[tuple[int, str]] = []
     if access is not None and not access.public:
@@ -188,7 +199,7 @@ def _derived(url_rule: Any, access: authz.Rule | None,
         found.extend(BODY_ERRORS)
     if any(p.get("in") == "query" for p in operation.get("parameters", [])):
         found.append((422, ValidationFailed.code))
-    if operation.get(IDEMPOTENT):
+    if idempotent:
         found.extend(IDEMPOTENCY_ERRORS)
     return found
 
