@@ -25,6 +25,7 @@ from core import (
     crypto,
     errors,
     health,
+    i18n,
     idempotency,
     jobs,
     lifecycle,
@@ -54,6 +55,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> NongdaiFlask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
     logs.init_app(app)
+    i18n.init_app(app)
     data.init_app(app)
     crypto.init_app(app)
     Migrate(app, db, directory=str(health.MIGRATIONS), compare_type=True)

@@ -20,6 +20,7 @@ from flask import Flask, current_app, g, request
 
 from core.db import DbSession
 from core.errors import Forbidden, NotFound, Unauthorized
+from core.i18n import _, gettext
 
 ACCESS_ATTR = "_nongdai_access"
 STAFF_ROLES = frozenset({"reviewer", "approver", "admin"})
@@ -63,9 +64,9 @@ class Rule:
         if self.public:
             return
         if principal is None:
-            raise Unauthorized("Sign in and send the access token as 'Authorization: Bearer'")
+            raise Unauthorized(_("Sign in and send the access token as 'Authorization: Bearer'"))
         if self.roles and not principal.has_any(self.roles):
-            raise Forbidden("Your role does not allow this action")
+            raise Forbidden(_("Your role does not allow this action"))
 
 
 def access(*roles: str, public: bool = False) -> Callable[[F], F]:
@@ -130,6 +131,16 @@ def visible(model: Any, principal: Principal | None = None) -> sa.ColumnElement[
     return model.visible_to(principal or current_principal())
 
 
+def not_found(model: Any) -> str:
+    """"No farmer with that id", in the current language. A model's ``__noun__`` is an English
+    message id: ``flask i18n extract`` puts every ``__noun__ = "..."`` in its package's
+    catalog."""
+    noun = getattr(model, "__noun__", None)
+    if noun is None:
+        return _("No record with that id")
+    return _("No %(noun)s with that id", noun=gettext(noun))
+
+
 def get_visible(session: DbSession, model: type[M], public_id: uuid.UUID,
                 principal: Principal | None = None) -> M:
     """Load one object by public id, or 404 when it does not exist *or* is out of scope."""
@@ -137,7 +148,7 @@ def get_visible(session: DbSession, model: type[M], public_id: uuid.UUID,
                                   visible(model, principal))
     obj = session.scalars(stmt).first()
     if obj is None:
-        raise NotFound(f"No {getattr(model, '__noun__', 'record')} with that id")
+        raise NotFound(not_found(model))
     return obj
 
 
@@ -160,14 +171,14 @@ def enforce() -> None:
     view = current_app.view_functions[request.endpoint]
     rule = rule_for(view, "GET" if request.method == "HEAD" else request.method)
     if rule is None:  # start-up refuses this; fail closed if a route slips through anyway
-        raise Forbidden("This route has no access rule")
+        raise Forbidden(_("This route has no access rule"))
     if rule.public:
         return
     header = request.headers.get("Authorization", "")
     if header:
-        scheme, _, token = header.partition(" ")
+        scheme, _space, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("Use 'Authorization: Bearer <access token>'")
+            raise Unauthorized(_("Use 'Authorization: Bearer <access token>'"))
         authenticate: Authenticator = current_app.extensions["nongdai_authenticator"]
         g.principal = authenticate(token.strip())
     rule.check(g.get("principal"))

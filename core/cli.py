@@ -16,4 +16,7 @@ def seed_demo_command() -> None:
 
 
 def init_app(app: Flask) -> None:
+    from core.i18n_cli import i18n_cli  # noqa: PLC0415 - Babel's catalog tools serve the CLI only
+
     app.cli.add_command(seed_demo_command)
+    app.cli.add_command(i18n_cli)

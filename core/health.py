@@ -18,10 +18,11 @@ from core.authz import access
 from core.config import ROOT
 from core.db import db
 from core.errors import NotFound, ServiceUnavailable
+from core.i18n import N_, _, gettext
 
 MIGRATIONS = ROOT / "migrations"
-SIGNPOST = ("There is nothing at this address. The API lives under /api/v1; every operation "
-            "is described at /api/docs (interactive) and /api/openapi.json (OpenAPI 3.1).")
+SIGNPOST = N_("There is nothing at this address. The API lives under /api/v1; every operation "
+              "is described at /api/docs (interactive) and /api/openapi.json (OpenAPI 3.1).")
 
 blp = Blueprint("health", __name__)
 
@@ -44,13 +45,13 @@ def readyz() -> dict[str, object]:
             conn.execute(sa.text("SELECT 1"))
             current = set(MigrationContext.configure(conn).get_current_heads())
     except sa.exc.SQLAlchemyError as exc:
-        raise ServiceUnavailable("The database is unreachable") from exc
+        raise ServiceUnavailable(_("The database is unreachable")) from exc
     heads = current_app.extensions.get("nongdai_heads")
     if heads is None:
         heads = current_app.extensions["nongdai_heads"] = head_revisions()
     if current != heads:
-        raise ServiceUnavailable("The database schema is not at the migrations' head; "
-                                 "run 'flask --app app db upgrade'")
+        raise ServiceUnavailable(_("The database schema is not at the migrations' head; "
+                                   "run 'flask --app app db upgrade'"))
     return {"status": "ready", "revision": ",".join(sorted(current))}
 
 
@@ -60,7 +61,7 @@ def readyz() -> dict[str, object]:
 @access(public=True)
 def signpost() -> NoReturn:
     """The roots a newcomer tries first: a 404 problem pointing to the documentation."""
-    raise NotFound(SIGNPOST)
+    raise NotFound(gettext(SIGNPOST))
 
 
 def init_app(app: Flask) -> None:

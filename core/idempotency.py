@@ -53,6 +53,7 @@ from core.db import (
     utcnow,
 )
 from core.errors import Conflict, NongdaiError, ValidationFailed
+from core.i18n import Text, _, content_language, current_locale, lazy_gettext
 from core.lifecycle import rollback
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 MARK = "_nongdai_idempotent"  # set on every wrapped view (tests walk the routes for it)
 MIN_HOURS = 24
 _KEY = re.compile(r"[\x20-\x7e]{1,200}")
-_STORED_HEADERS = ("Content-Type", "Location")
+_STORED_HEADERS = ("Content-Type", "Content-Language", "Location")  # a replay keeps its language
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,18 +90,20 @@ _records = table(IdempotencyRecord)
 
 
 class IdempotencyKeyInvalid(NongdaiError):
-    status, code, title = 400, "idempotency-key-invalid", "Invalid Idempotency-Key"
+    status, code = 400, "idempotency-key-invalid"
+    title = lazy_gettext("Invalid Idempotency-Key")
 
 
 class IdempotencyKeyReused(ValidationFailed):
-    status, code, title = 422, "idempotency-key-reused", "Idempotency-Key used for another request"
+    status, code = 422, "idempotency-key-reused"
+    title = lazy_gettext("Idempotency-Key used for another request")
 
 
 class IdempotencyInProgress(Conflict):
     status, code = 409, "idempotency-in-progress"
-    title = "The first request with this key is still running"
+    title = lazy_gettext("The first request with this key is still running")
 
-    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
+    def __init__(self, detail: Text | None = None, *, retry_after: int = 1) -> None:
         super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
 
 
@@ -151,7 +154,8 @@ def _scope() -> str:
 
 def _fingerprint(key: str) -> Fingerprint:
     if not _KEY.fullmatch(key):
-        raise IdempotencyKeyInvalid(f"{HEADER} must be 1 to 200 printable ASCII characters")
+        raise IdempotencyKeyInvalid(_("%(header)s must be 1 to 200 printable ASCII characters",
+                                      header=HEADER))
     return Fingerprint(_scope(), key, request.method, request.path,
                        request_hash(request.method, request.path, request.get_data()))
 
@@ -199,8 +203,8 @@ def _hold(session: DbSession, held: bool) -> None:
     if session.get_bind().dialect.name != "postgresql":
         rollback(session)
     elif not held:
-        raise IdempotencyInProgress("A request with this key is still being processed; retry "
-                                    "shortly with the same key")
+        raise IdempotencyInProgress(_("A request with this key is still being processed; retry "
+                                      "shortly with the same key"))
 
 
 def _replay(row: sa.Row[Any]) -> Response:
@@ -217,8 +221,8 @@ def _answer(row: sa.Row[Any] | None, fp: Fingerprint) -> Response | None:
     if row is None or row.expires_at <= utcnow():  # past its lifetime, the key is free again
         return None
     if row.request_hash != fp.request_hash:
-        raise IdempotencyKeyReused(f"This {HEADER} was sent with another method, path or body; "
-                                   "use a new key for a new request")
+        raise IdempotencyKeyReused(_("This %(header)s was sent with another method, path or "
+                                     "body; use a new key for a new request", header=HEADER))
     return _replay(row)
 
 
@@ -236,6 +240,7 @@ def _store(session: DbSession, fp: Fingerprint, response: Response, *, expired: 
     now = utcnow()
     hours = max(MIN_HOURS, int(current_app.config["NONGDAI_IDEMPOTENCY_HOURS"]))
     stored = {name: response.headers[name] for name in _STORED_HEADERS if name in response.headers}
+    stored.setdefault("Content-Language", content_language(current_locale()))
     if expired:
         session.execute(_FORGET_EXPIRED, {"scope": fp.scope, "key": fp.key, "now": now})
     try:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core import security
 from core.db import Base, IntPK, UTCDateTime, db, rowcount, side_transaction, table, utcnow
 from core.errors import RateLimited
+from core.i18n import _
 from core.jobs import Job, JobRun, register
 from core.lifecycle import rollback
 
@@ -72,7 +73,7 @@ def hit(bucket: str, limit: int, window_seconds: int) -> int:
     with side_transaction() as conn:
         count = int(conn.execute(_upsert(bucket, start, end)).scalar_one())
     if count > limit:
-        raise RateLimited("Too many attempts; try again later",
+        raise RateLimited(_("Too many attempts; try again later"),
                           retry_after=_retry_after(end, now))
     return count
 
@@ -91,7 +92,7 @@ def check(bucket: str, limit: int, window_seconds: int) -> None:
             counters.c.bucket == bucket, counters.c.window_start == start)) or 0
     if count >= limit:
         end = start + timedelta(seconds=window_seconds)
-        raise RateLimited("Too many attempts; try again later",
+        raise RateLimited(_("Too many attempts; try again later"),
                           retry_after=_retry_after(end, now))
 
 

@@ -128,4 +128,4 @@ def test_a_generated_client_signs_in_registers_reads_lists_and_reads_a_problem(
     invalid = generated.op("people", "list_farmers").sync_detailed(client=client, limit=0)
     assert isinstance(invalid.parsed, m.Problem)
     assert invalid.parsed.code == "validation-failed"
-    assert invalid.parsed.errors.to_dict() == {"limit": ["Must be between 1 and 200."]}
+    assert invalid.parsed.errors.to_dict() == {"limit": ["须在 1 至 200 之间。"]}  # zh-CN default

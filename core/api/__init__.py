@@ -26,6 +26,7 @@ from core.api.fields import (
     Ref,
     RefList,
     SettingRange,
+    Shape,
     Text,
     Username,
     digits_field,
@@ -48,7 +49,7 @@ from core.api.schemas import (
 __all__ = [
     "API_PREFIX", "BAD_TEXT", "FIXED", "SERVER_OWNED", "Api", "Blueprint", "Digits",
     "IdNumber", "Identifier", "OtpCode", "PageArgs", "Parser", "Phone", "ProblemSchema",
-    "QuerySchema", "Ref", "RefList", "ResponseSchema", "Schema", "SettingRange", "Text",
+    "QuerySchema", "Ref", "RefList", "ResponseSchema", "Schema", "SettingRange", "Shape", "Text",
     "UpdateSchema", "Username", "clamp_limit", "digits_field", "init_app", "name_field",
     "operation_id", "page_schema", "paginate", "public_id_field", "raises", "register",
 ]

@@ -8,6 +8,9 @@ is accepted, surrounding whitespace included (see :mod:`core.api.openapi`).
 
 References to related rows travel as their public ids (a UUID in, ``related.public_id`` out);
 internal keys never leave the server.
+
+Messages we write are English message ids (``N_``), translated when a value fails
+(``core.i18n``); marshmallow's own messages ("Missing data for required field.") stay English.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any, ClassVar
 
 from flask import current_app
 from marshmallow import ValidationError, fields, validate
+
+from core.i18n import N_, gettext
 
 # Exactly the characters str.isspace() accepts (and so str.strip() removes), as a regular
 # expression character class that Python, ECMAScript and Rust engines read the same way.
@@ -49,22 +54,36 @@ class Text(fields.String):
         return value
 
 
+class Shape(validate.Regexp):
+    """A regular expression matched whole, whose message (an English message id with
+    ``%(name)s`` placeholders filled from ``variables``) is translated when a value fails."""
+
+    def __init__(self, shape: str, message: str, **variables: Any) -> None:
+        super().__init__(rf"(?:{shape})\Z", error=message)
+        self.variables = variables
+
+    def _format_error(self, value: str | bytes) -> str:
+        del value  # the message never echoes the value
+        return gettext(self.error, **self.variables)
+
+
 class Identifier(Text):
     """Trimmed text that must match a shape whole (a regular expression without anchors).
 
     ``INPUT_SHAPE`` is what a client may send before normalisation (a lower-case ``x`` in an ID
-    number, say); the OpenAPI document states it.
+    number, say); the OpenAPI document states it. ``ERROR`` is an English message id, marked
+    with ``N_``.
     """
 
     SHAPE: ClassVar[str] = ".+"
     INPUT_SHAPE: ClassVar[str | None] = None
-    ERROR: ClassVar[str] = "Not a valid value."
+    ERROR: ClassVar[str] = N_("Not a valid value.")
 
     def __init__(self, *, shape: str | None = None, error: str | None = None,
-                 **kwargs: Any) -> None:
+                 error_variables: dict[str, Any] | None = None, **kwargs: Any) -> None:
         self.shape = shape or self.SHAPE
         self.input_shape = self.INPUT_SHAPE or self.shape
-        rule = validate.Regexp(rf"(?:{self.shape})\Z", error=error or self.ERROR)
+        rule = Shape(self.shape, error or self.ERROR, **(error_variables or {}))
         super().__init__(validate=[rule, *_validators(kwargs.pop("validate", None))], **kwargs)
 
 
@@ -72,7 +91,7 @@ class Phone(Identifier):
     """A mainland mobile number: 11 ASCII digits starting with 1."""
 
     SHAPE = "1[0-9]{10}"
-    ERROR = "Must be 11 digits starting with 1."
+    ERROR = N_("Must be 11 digits starting with 1.")
     EXAMPLE = "13712345678"
 
 
@@ -84,7 +103,7 @@ class IdNumber(Identifier):
 
     SHAPE = "[0-9]{17}[0-9X]"
     INPUT_SHAPE = "[0-9]{17}[0-9Xx]"
-    ERROR = "Must be 17 digits followed by a digit or X."
+    ERROR = N_("Must be 17 digits followed by a digit or X.")
     EXAMPLE = "33052119850309008X"
 
     def normalise(self, value: str) -> str:
@@ -95,7 +114,7 @@ class OtpCode(Identifier):
     """A one-time code: 6 ASCII digits."""
 
     SHAPE = "[0-9]{6}"
-    ERROR = "The code is 6 digits."
+    ERROR = N_("The code is 6 digits.")
     EXAMPLE = "204817"
 
 
@@ -103,7 +122,7 @@ class Username(Identifier):
     """A coordinator's or staff member's username, stored lower-case."""
 
     SHAPE = "[a-z][a-z0-9_.-]{2,59}"
-    ERROR = "3 to 60 lowercase letters, digits, '.', '_' or '-', starting with a letter."
+    ERROR = N_("3 to 60 lowercase letters, digits, '.', '_' or '-', starting with a letter.")
     EXAMPLE = "wang.wu"
 
 
@@ -113,8 +132,9 @@ class Digits(Identifier):
     CODE = "330521100201"  # a village of 德清县: its county and township codes are prefixes
 
     def __init__(self, length: int, **kwargs: Any) -> None:
-        super().__init__(shape=f"[0-9]{{{length}}}", error=f"Must be exactly {length} digits.",
-                         **kwargs)
+        super().__init__(shape=f"[0-9]{{{length}}}",
+                         error=N_("Must be exactly %(length)d digits."),
+                         error_variables={"length": length}, **kwargs)
         self.example = self.CODE[:length].ljust(length, "0")
 
 
@@ -141,7 +161,8 @@ class SettingRange(validate.Validator):
 
     def __call__(self, value: Any) -> Any:
         if not self.min <= value <= self.max:
-            raise ValidationError(f"Must be between {self.min} and {self.max}.")
+            raise ValidationError(gettext("Must be between %(min)d and %(max)d.",
+                                          min=self.min, max=self.max))
         return value
 
 

@@ -22,6 +22,7 @@ from core.api.fields import SettingRange
 from core.api.schemas import QuerySchema, ResponseSchema
 from core.db import DbSession
 from core.errors import ValidationFailed
+from core.i18n import _
 
 
 class PageArgs(QuerySchema):
@@ -49,8 +50,8 @@ def _decode_cursor(cursor: str) -> uuid.UUID:
         raw = base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4))
         return uuid.UUID(json.loads(raw)["after"])
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeError) as exc:
-        raise ValidationFailed("The cursor is not one this API issued",
-                               errors={"cursor": ["Invalid cursor."]}) from exc
+        raise ValidationFailed(_("The cursor is not one this API issued"),
+                               errors={"cursor": [_("Invalid cursor.")]}) from exc
 
 
 def _encode_cursor(after: uuid.UUID) -> str:

@@ -7,6 +7,8 @@
 - :class:`QuerySchema`: query strings, whose values arrive as text and are converted.
 - :class:`UpdateSchema`: PATCH bodies, at least one field.
 - :class:`ResponseSchema`: response bodies, every field always present.
+
+The refusals below are English message ids, translated when a request is refused.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from typing import Any, ClassVar
 
 import marshmallow as ma
 
-SERVER_OWNED = "Set by the server; it cannot be sent."
-FIXED = "Set when it was created; it cannot be changed."
-BAD_TEXT = "Must not contain NUL characters or unpaired surrogates."
+from core.i18n import N_, gettext
+
+SERVER_OWNED = N_("Set by the server; it cannot be sent.")
+FIXED = N_("Set when it was created; it cannot be changed.")
+BAD_TEXT = N_("Must not contain NUL characters or unpaired surrogates.")
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")  # json.loads has already joined the valid pairs
 _DEPTH = 8  # errors deeper than this are reported at this depth
 
@@ -62,7 +66,7 @@ def _error_tree(paths: list[tuple[Any, ...]]) -> dict[Any, Any]:
                 break
             node = child
         else:
-            node[steps[-1]] = [BAD_TEXT]
+            node[steps[-1]] = [gettext(BAD_TEXT)]
     return tree
 
 
@@ -141,7 +145,7 @@ class Schema(ma.Schema):
             return
         for key, message in self._refusals().items():
             if key in messages:
-                messages[key] = [message]
+                messages[key] = [gettext(message)]
 
     def _refusals(self) -> dict[str, str]:
         """Field names this body does not accept but the resource has, with why."""
@@ -172,7 +176,7 @@ class UpdateSchema(Schema):
     @ma.validates_schema
     def _not_empty(self, data: dict[str, Any], **_kwargs: Any) -> None:
         if not data:
-            raise ma.ValidationError("Send at least one field to change.")
+            raise ma.ValidationError(gettext("Send at least one field to change."))
 
 
 class ResponseSchema(Schema):
@@ -191,11 +195,13 @@ class ProblemSchema(ma.Schema):
     type = ma.fields.String(required=True, metadata={
         "description": "``urn:nongdai:problem:`` followed by the code"})
     title = ma.fields.String(required=True, metadata={
-        "description": "Short summary; one per code"})
+        "description": "Short summary; one per code, in the language negotiated from "
+                       "Accept-Language (zh-CN by default, en; see Content-Language)"})
     status = ma.fields.Integer(required=True)
-    detail = ma.fields.String(required=True)
+    detail = ma.fields.String(required=True, metadata={
+        "description": "What happened in this case, in the same language as the title"})
     code = ma.fields.String(required=True, metadata={
-        "description": "Stable machine-readable error code"})
+        "description": "Stable machine-readable error code; never translated"})
     errors = ma.fields.Dict(metadata={"description": "Messages by field (validation failures)"})
     request_id = ma.fields.String(metadata={
         "description": "Also in the X-Request-Id header; quote it when reporting a problem"})

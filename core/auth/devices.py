@@ -18,6 +18,7 @@ from core.auth.models import AuthSession, Device
 from core.authz import Principal
 from core.db import DbSession, rowcount, table, utcnow
 from core.errors import NotFound
+from core.i18n import _
 from core.people.models import Coordinator
 
 
@@ -54,7 +55,7 @@ def listing(principal: Principal) -> sa.Select[Any]:
 def get_visible(session: DbSession, principal: Principal, device_id: uuid.UUID) -> Device:
     device = session.scalars(listing(principal).where(Device.public_id == device_id)).first()
     if device is None:
-        raise NotFound("No device with that id")
+        raise NotFound(_("No device with that id"))
     return device
 
 

@@ -7,40 +7,49 @@ account all answer ``invalid-credentials``.
 from __future__ import annotations
 
 from core.errors import Conflict, Forbidden, Unauthorized
+from core.i18n import lazy_gettext
 
 
 class InvalidToken(Unauthorized):
-    code, title = "invalid-token", "The access or refresh token is not valid"
+    code = "invalid-token"
+    title = lazy_gettext("The access or refresh token is not valid")
 
 
 class InvalidCredentials(Unauthorized):
-    code, title = "invalid-credentials", "Wrong username or password"
+    code = "invalid-credentials"
+    title = lazy_gettext("Wrong username or password")
 
 
 class OtpInvalid(Unauthorized):
-    code, title = "otp-invalid", "Wrong or unknown one-time code"
+    code = "otp-invalid"
+    title = lazy_gettext("Wrong or unknown one-time code")
 
 
 class OtpExpired(Unauthorized):
-    code, title = "otp-expired", "The one-time code has expired; request a new one"
+    code = "otp-expired"
+    title = lazy_gettext("The one-time code has expired; request a new one")
 
 
 class OtpReplaced(Unauthorized):
-    code, title = "otp-replaced", ("This code was replaced by a newer one; "
-                                   "use the code in the latest SMS")
+    code = "otp-replaced"
+    title = lazy_gettext("This code was replaced by a newer one; use the code in the latest SMS")
 
 
 class OtpLocked(Unauthorized):
-    code, title = "otp-locked", "Too many wrong codes; request a new one"
+    code = "otp-locked"
+    title = lazy_gettext("Too many wrong codes; request a new one")
 
 
 class RefreshReused(Unauthorized):
-    code, title = "refresh-reused", "This refresh token was already used; the session is revoked"
+    code = "refresh-reused"
+    title = lazy_gettext("This refresh token was already used; the session is revoked")
 
 
 class DeviceTaken(Conflict):
-    code, title = "device-taken", "This device is registered to another coordinator"
+    code = "device-taken"
+    title = lazy_gettext("This device is registered to another coordinator")
 
 
 class DeviceRevoked(Forbidden):
-    code, title = "device-revoked", "This device has been revoked"
+    code = "device-revoked"
+    title = lazy_gettext("This device has been revoked")

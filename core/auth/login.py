@@ -18,6 +18,7 @@ from core.auth.errors import InvalidCredentials
 from core.auth.sessions import start_session
 from core.db import DbSession
 from core.errors import ValidationFailed
+from core.i18n import _
 from core.people.models import Coordinator, Staff
 from core.security import hash_password, needs_rehash, verify_password
 
@@ -50,8 +51,8 @@ def sign_in(session: DbSession, username: str, password: str,
     bound = None
     if device is not None:
         if not isinstance(user, Coordinator):
-            raise ValidationFailed("Only coordinators sign in with a device",
-                                   errors={"device": ["Only coordinators register devices."]})
+            raise ValidationFailed(_("Only coordinators sign in with a device"),
+                                   errors={"device": [_("Only coordinators register devices.")]})
         bound = devices.register(session, user, device["id"], device.get("label"))
     auth, pair = start_session(session, kind, user.id, bound.id if bound else None)
     audit.record(session, "auth.signed_in", auth,

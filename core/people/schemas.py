@@ -19,6 +19,7 @@ from core.api import (
     ResponseSchema,
     Schema,
     SettingRange,
+    Shape,
     Text,
     UpdateSchema,
     Username,
@@ -33,14 +34,14 @@ from core.security import MIN_PASSWORD_LENGTH
 CONSENT_PURPOSES = ("land_registry", "insurance", "credit_decision")
 CONSENT_STATUSES = ("active", "revoked", "expired", "pending")
 PASSWORD = validate.Length(min=MIN_PASSWORD_LENGTH, max=200)
-USERNAME = validate.Regexp(rf"(?:{Username.SHAPE})\Z", error=Username.ERROR)  # the CLI's check
+USERNAME = Shape(Username.SHAPE, Username.ERROR)  # the CLI's check
 
 
 def _valid_id_number(value: str) -> None:
     try:
         idnumber.validate(value)
     except idnumber.InvalidIdNumberError as exc:
-        raise ValidationError(f"Not a valid resident ID number: {exc}.") from exc
+        raise ValidationError(idnumber.explain(exc)) from exc
 
 
 def id_number_field() -> IdNumber:

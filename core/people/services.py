@@ -18,6 +18,7 @@ from core.authz import Principal
 from core.crypto import vault
 from core.db import DbSession, end_read, utcnow
 from core.errors import Conflict, NotFound, ValidationFailed
+from core.i18n import _, lazy_gettext
 from core.people import idnumber
 from core.people.models import Consent, Coordinator, Farmer, Staff
 from core.places.models import Station, Village
@@ -27,23 +28,28 @@ ID_NUMBER_CONTEXT = "farmer.id_number"
 
 
 class FarmerExists(Conflict):
-    code, title = "farmer-exists", "A farmer with this ID number is already registered"
+    code = "farmer-exists"
+    title = lazy_gettext("A farmer with this ID number is already registered")
 
 
 class PhoneTaken(Conflict):
-    code, title = "phone-taken", "Another farmer is registered with this phone number"
+    code = "phone-taken"
+    title = lazy_gettext("Another farmer is registered with this phone number")
 
 
 class UsernameTaken(Conflict):
-    code, title = "username-taken", "The username is taken"
+    code = "username-taken"
+    title = lazy_gettext("The username is taken")
 
 
 class SelfLockout(Conflict):
-    code, title = "self-lockout", "You cannot remove your own admin role or deactivate yourself"
+    code = "self-lockout"
+    title = lazy_gettext("You cannot remove your own admin role or deactivate yourself")
 
 
 class ConsentRevoked(Conflict):
-    code, title = "consent-revoked", "The consent is already revoked"
+    code = "consent-revoked"
+    title = lazy_gettext("The consent is already revoked")
 
 
 def _apply(obj: Any, changes: dict[str, Any]) -> list[str]:
@@ -62,8 +68,7 @@ def _checked_id_number(raw: str) -> tuple[str, Any]:
     try:
         return idnumber.validate(raw)
     except idnumber.InvalidIdNumberError as exc:
-        raise ValidationFailed(errors={"id_number": [f"Not a valid resident ID number: {exc}."]},
-                               ) from exc
+        raise ValidationFailed(errors={"id_number": [idnumber.explain(exc)]}) from exc
 
 
 def id_number_hash(number: str) -> str:
@@ -75,7 +80,7 @@ def _check_phone_free(session: DbSession, phone: str, farmer: Farmer | None = No
     if farmer is not None:
         stmt = stmt.where(Farmer.id != farmer.id)
     if session.scalar(stmt) is not None:
-        raise PhoneTaken(errors={"phone": ["Already registered to another farmer."]})
+        raise PhoneTaken(errors={"phone": [_("Already registered to another farmer.")]})
 
 
 def _check_new(session: DbSession, digest: str, phone: str) -> None:
@@ -83,9 +88,9 @@ def _check_new(session: DbSession, digest: str, phone: str) -> None:
     taken = session.execute(sa.select(Farmer.id_number_hash, Farmer.phone).where(
         sa.or_(Farmer.id_number_hash == digest, Farmer.phone == phone)).limit(2)).all()
     if any(row.id_number_hash == digest for row in taken):
-        raise FarmerExists("This ID number is already registered; look the farmer up instead")
+        raise FarmerExists(_("This ID number is already registered; look the farmer up instead"))
     if taken:
-        raise PhoneTaken(errors={"phone": ["Already registered to another farmer."]})
+        raise PhoneTaken(errors={"phone": [_("Already registered to another farmer.")]})
 
 
 def create_farmer(session: DbSession, *, name: str, phone: str, id_number: str,
@@ -109,11 +114,11 @@ def create_farmer(session: DbSession, *, name: str, phone: str, id_number: str,
 
 def lookup_farmer(session: DbSession, id_number: str, scope: sa.ColumnElement[bool]) -> Farmer:
     """The farmer with this ID number within ``scope`` (a ``visible_to`` condition), or 404."""
-    number, _ = _checked_id_number(id_number)
+    number, _born = _checked_id_number(id_number)
     stmt = sa.select(Farmer).where(Farmer.id_number_hash == id_number_hash(number), scope)
     farmer = session.scalars(stmt).first()
     if farmer is None:
-        raise NotFound("No farmer with that ID number")
+        raise NotFound(_("No farmer with that ID number"))
     audit.record(session, "farmer.lookup", farmer, summary={"id_number": farmer.id_number_masked})
     return farmer
 
@@ -134,7 +139,8 @@ def grant_consent(session: DbSession, farmer: Farmer, by: Principal, *, purpose:
     """Record a consent: channel ``app`` when the farmer gives it, else ``coordinator``."""
     longest = int(current_app.config["NONGDAI_CONSENT_MAX_DAYS"])
     if valid_days > longest:
-        raise ValidationFailed(errors={"valid_days": [f"Must be at most {longest}."]})
+        raise ValidationFailed(errors={"valid_days": [
+            _("Must be at most %(longest)d.", longest=longest)]})
     now = utcnow()
     consent = Consent(farmer=farmer, purpose=purpose, granted_at=now,
                       expires_at=now + timedelta(days=valid_days), evidence=evidence,
@@ -175,7 +181,7 @@ def has_consent(session: DbSession, farmer_id: int, purpose: str,
 def _check_username_free(session: DbSession, username: str) -> None:
     for model in (Staff, Coordinator):
         if session.scalar(sa.select(model.id).where(model.username == username)) is not None:
-            raise UsernameTaken(errors={"username": ["Already taken."]})
+            raise UsernameTaken(errors={"username": [_("Already taken.")]})
 
 
 def create_coordinator(session: DbSession, *, username: str, name: str, phone: str, password: str,

@@ -15,31 +15,38 @@ import sqlalchemy as sa
 from core import audit
 from core.db import DbSession
 from core.errors import Conflict, ValidationFailed
+from core.i18n import _, lazy_gettext
 from core.places.models import County, Station, Township, Village
 
 
 class CountyExists(Conflict):
-    code, title = "county-exists", "A county with this code exists"
+    code = "county-exists"
+    title = lazy_gettext("A county with this code exists")
 
 
 class TownshipExists(Conflict):
-    code, title = "township-exists", "A township with this code exists"
+    code = "township-exists"
+    title = lazy_gettext("A township with this code exists")
 
 
 class VillageExists(Conflict):
-    code, title = "village-exists", "A village with this code exists"
+    code = "village-exists"
+    title = lazy_gettext("A village with this code exists")
 
 
 class TownshipCodeMismatch(ValidationFailed):
-    code, title = "township-code-mismatch", "The code's first 6 digits name no county"
+    code = "township-code-mismatch"
+    title = lazy_gettext("The code's first 6 digits name no county")
 
 
 class VillageCodeMismatch(ValidationFailed):
-    code, title = "village-code-mismatch", "The code's first 9 digits name no township"
+    code = "village-code-mismatch"
+    title = lazy_gettext("The code's first 9 digits name no township")
 
 
 class VillageOutsideCounty(ValidationFailed):
-    code, title = "village-outside-county", "A station serves villages of its own county only"
+    code = "village-outside-county"
+    title = lazy_gettext("A station serves villages of its own county only")
 
 
 def _code_taken(session: DbSession, model: Any, code: str) -> bool:
@@ -48,7 +55,7 @@ def _code_taken(session: DbSession, model: Any, code: str) -> bool:
 
 def create_county(session: DbSession, *, code: str, name: str) -> County:
     if _code_taken(session, County, code):
-        raise CountyExists(f"County code {code} is already registered")
+        raise CountyExists(_("County code %(code)s is already registered", code=code))
     county = County(code=code, name=name)
     session.add(county)
     session.flush()
@@ -59,9 +66,10 @@ def create_county(session: DbSession, *, code: str, name: str) -> County:
 def create_township(session: DbSession, *, code: str, name: str) -> Township:
     county = session.scalar(sa.select(County).where(County.code == code[:6]))
     if county is None:
-        raise TownshipCodeMismatch(errors={"code": [f"No county has the code {code[:6]}."]})
+        raise TownshipCodeMismatch(errors={"code": [
+            _("No county has the code %(code)s.", code=code[:6])]})
     if _code_taken(session, Township, code):
-        raise TownshipExists(f"Township code {code} is already registered")
+        raise TownshipExists(_("Township code %(code)s is already registered", code=code))
     township = Township(code=code, name=name, county=county)
     session.add(township)
     session.flush()
@@ -73,9 +81,10 @@ def create_township(session: DbSession, *, code: str, name: str) -> Township:
 def create_village(session: DbSession, *, code: str, name: str) -> Village:
     township = session.scalar(sa.select(Township).where(Township.code == code[:9]))
     if township is None:
-        raise VillageCodeMismatch(errors={"code": [f"No township has the code {code[:9]}."]})
+        raise VillageCodeMismatch(errors={"code": [
+            _("No township has the code %(code)s.", code=code[:9])]})
     if _code_taken(session, Village, code):
-        raise VillageExists(f"Village code {code} is already registered")
+        raise VillageExists(_("Village code %(code)s is already registered", code=code))
     village = Village(code=code, name=name, township=township)
     session.add(village)
     session.flush()
@@ -96,7 +105,8 @@ def _check_county(township: Township, villages: Iterable[Village]) -> None:
     outside = sorted(v.code for v in villages if v.township.county_id != township.county_id)
     if outside:
         raise VillageOutsideCounty(errors={"village_ids": [
-            f"Not in county {township.county.code}: {', '.join(outside)}."]})
+            _("Not in county %(county)s: %(villages)s.", county=township.county.code,
+              villages=", ".join(outside))]})
 
 
 def create_station(session: DbSession, *, name: str, township: Township,

@@ -16,6 +16,7 @@ from core.api import Blueprint, PageArgs, paginate, raises
 from core.authz import access, get_visible, visible
 from core.db import db
 from core.errors import NotFound
+from core.i18n import _
 from core.idempotency import idempotent
 from core.places import schemas, services
 from core.places.models import County, Station, Township, Village
@@ -29,7 +30,7 @@ def load_villages(public_ids: list[uuid.UUID]) -> list[Village]:
     stmt = sa.select(Village).where(Village.public_id.in_(wanted), visible(Village))
     villages = list(db.session.scalars(stmt.order_by(Village.code)))
     if len(villages) != len(wanted):
-        raise NotFound("No village with one of those ids")
+        raise NotFound(_("No village with one of those ids"))
     return villages
 
 

@@ -64,8 +64,13 @@ def request_code(client: Any, session: Any, sms: list[tuple[str, str]],
     return code_in(sms[-1][1])
 
 
-def verify(client: Any, session: Any, code: str, phone: str = "13800001111") -> Any:
-    return post(client, session, "/api/v1/auth/otp/verify", {"phone": phone, "code": code})
+def verify(client: Any, session: Any, code: str, phone: str = "13800001111",
+           **kwargs: Any) -> Any:
+    return post(client, session, "/api/v1/auth/otp/verify", {"phone": phone, "code": code},
+                **kwargs)
+
+
+ENGLISH = {"Accept-Language": "en"}
 
 
 def test_otp_sign_in_happy_path(client, session, sms, farmer):
@@ -94,6 +99,32 @@ def test_otp_sign_in_happy_path(client, session, sms, farmer):
     assert body["id"] == str(farmer.public_id)
     assert body["village_ids"] == [str(farmer.village.public_id)]
     assert body["device_id"] is None
+
+
+def test_the_sms_is_chinese_by_default(client, session, sms, farmer):
+    code = request_code(client, session, sms)
+
+    assert sms[-1][1] == f"【农贷】验证码 {code}，5分钟内有效，请勿告诉他人。"  # noqa: RUF001
+
+
+def test_the_sms_is_in_the_language_of_the_phone_that_asked(client, session, sms, farmer):
+    response = post(client, session, "/api/v1/auth/otp", {"phone": "13800001111"},
+                    headers={"Accept-Language": "en-GB,en;q=0.9"})
+
+    assert response.status_code == 202
+    code = re.search(r"code is (\d{6})", sms[-1][1])
+    assert code, sms[-1][1]
+    assert sms[-1][1] == (f"[Nongdai] Your code is {code.group(1)}, valid for 5 minutes. "
+                          "Do not tell it to anyone.")
+    assert verify(client, session, code.group(1)).status_code == 200
+
+
+def test_a_one_minute_code_says_minute(app, client, session, sms, farmer):
+    app.config["NONGDAI_OTP_SECONDS"] = 60
+
+    post(client, session, "/api/v1/auth/otp", {"phone": "13800001111"}, headers=ENGLISH)
+
+    assert "valid for 1 minute." in sms[-1][1]
 
 
 def test_code_is_single_use(client, session, sms, farmer):
@@ -141,11 +172,12 @@ def test_five_wrong_codes_lock_the_challenge(client, session, sms, farmer):
     code = request_code(client, session, sms)
     wrong = f"{(int(code) + 1) % 10**6:06d}"
     for left in (4, 3, 2, 1, 0):
-        response = verify(client, session, wrong)
+        response = verify(client, session, wrong, headers=ENGLISH)
         assert response.status_code == 401
         problem = response.get_json()
         assert problem["code"] == "otp-invalid"
-        assert (f"{left} tries left" if left else "no tries left") in problem["detail"]
+        tries = {1: "1 try left", 0: "no tries left"}.get(left, f"{left} tries left")
+        assert tries in problem["detail"]
     response = verify(client, session, code)
     assert response.status_code == 401
     assert response.get_json()["code"] == "otp-locked"
@@ -177,7 +209,7 @@ def two_codes(client: Any, session: Any, sms: list[tuple[str, str]]) -> tuple[st
 
 def test_the_code_of_a_replaced_sms_says_it_was_replaced(client, session, sms, farmer):
     first, second = two_codes(client, session, sms)
-    response = verify(client, session, first)
+    response = verify(client, session, first, headers=ENGLISH)
     assert response.status_code == 401
     assert response.mimetype == PROBLEM
     problem = response.get_json()

@@ -87,7 +87,8 @@ def test_invalid_fields_are_422(client: Any, world: World, coordinator: dict[str
 def test_server_owned_fields_are_refused(client: Any, world: World,
                                          coordinator: dict[str, str]) -> None:
     body = _body(world, id_number_masked="3305**********008X", birth_date="1985-03-09")
-    problem = assert_problem(_register(client, coordinator, body), 422)
+    problem = assert_problem(_register(client, {**coordinator, "Accept-Language": "en"}, body),
+                             422)
     assert problem["errors"] == {"id_number_masked": ["Set by the server; it cannot be sent."],
                                  "birth_date": ["Set by the server; it cannot be sent."]}
 

@@ -71,7 +71,8 @@ def test_malformed_places_are_422(client: Any, admin: dict[str, str], kind: str,
 def test_server_owned_fields_are_refused(client: Any, admin: dict[str, str],
                                          field: str) -> None:
     body = {"code": "330521100201", "name": "x", field: str(uuid.uuid4())}
-    response = client.post(f"{API}/villages", json=body, headers=creating(admin))
+    response = client.post(f"{API}/villages", json=body,
+                           headers={**creating(admin), "Accept-Language": "en"})
     problem = assert_problem(response, 422)
     assert problem["errors"][field] == ["Set by the server; it cannot be sent."]
 

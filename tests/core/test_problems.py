@@ -83,7 +83,7 @@ def test_unknown_fields_are_refused(client: Any, admin: dict[str, str]) -> None:
 def test_server_owned_fields_are_refused(client: Any, session: Any, admin: dict[str, str],
                                          township: Any, field: str) -> None:
     value = str(township.public_id) if field != "created_at" else "2024-01-01T00:00:00Z"
-    response = client.post(VILLAGES, headers=admin,
+    response = client.post(VILLAGES, headers={**admin, "Accept-Language": "en"},
                            json={"code": "330521100201", "name": "新村", field: value})
 
     body = assert_problem(response, 422, "validation-failed")
@@ -237,14 +237,14 @@ def _raised(cls: type) -> Any:
     return error
 
 
-def _answers(app: Any) -> list[dict[str, Any]]:
+def _answers(app: Any, language: str) -> list[dict[str, Any]]:
     """A problem for every code the app can answer: each domain error class (every domain is
     imported by create_app) and each HTTP error werkzeug can raise."""
     from werkzeug.exceptions import default_exceptions  # noqa: PLC0415
 
     from core import errors  # noqa: PLC0415
 
-    with app.test_request_context("/"):
+    with app.test_request_context("/", headers={"Accept-Language": language}):
         responses = [errors._from_domain(_raised(cls)) for cls in
                      [errors.NongdaiError, *_every_error_class(errors.NongdaiError)]]
         responses += [errors._from_http(exc()) for status, exc in default_exceptions.items()
@@ -252,20 +252,30 @@ def _answers(app: Any) -> list[dict[str, Any]]:
     return [json.loads(response.data) for response in responses]
 
 
-def test_every_code_has_one_title(app: Any, client: Any, admin: dict[str, str]) -> None:
-    from core.errors import problem_titles  # noqa: PLC0415
+def _titles_in(app: Any, language: str) -> dict[str, str]:
+    """The registry's title of every code, as a request in ``language`` renders it."""
+    from core.errors import problem_titles, translated_title  # noqa: PLC0415
 
-    bodies = _answers(app)
-    bodies.append(client.post(VILLAGES, json={}, headers=admin).get_json())  # webargs' 422
-    bodies.append(client.post(VILLAGES, data=b"{", headers=admin,
+    with app.test_request_context("/", headers={"Accept-Language": language}):
+        return {code: translated_title(code) for code in problem_titles()}
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_every_code_has_one_title(app: Any, client: Any, admin: dict[str, str],
+                                  language: str) -> None:
+    headers = {**admin, "Accept-Language": language}
+    bodies = _answers(app, language)
+    bodies.append(client.post(VILLAGES, json={}, headers=headers).get_json())  # webargs' 422
+    bodies.append(client.post(VILLAGES, data=b"{", headers=headers,
                               content_type="application/json").get_json())
 
     titles: dict[str, set[str]] = {}
     for body in bodies:
         titles.setdefault(body["code"], set()).add(body["title"])
     assert {code: seen for code, seen in titles.items() if len(seen) > 1} == {}
+    expected = _titles_in(app, language)
     assert {code: seen.pop() for code, seen in titles.items()} == {
-        code: problem_titles()[code] for code in titles}
+        code: expected[code] for code in titles}
     assert titles.keys() >= {"validation-failed", "malformed-json", "method-not-allowed",
                              "payload-too-large", "farmer-exists", "idempotency-key-reused"}
 
@@ -273,10 +283,13 @@ def test_every_code_has_one_title(app: Any, client: Any, admin: dict[str, str]) 
 def test_validation_failed_has_the_title_of_the_domain_error(client: Any,
                                                              admin: dict[str, str]) -> None:
     from core.errors import ValidationFailed  # noqa: PLC0415
+    from core.i18n import msgid  # noqa: PLC0415
 
-    webargs = client.post(VILLAGES, json={}, headers=admin).get_json()
+    webargs = client.post(VILLAGES, json={}, headers={**admin, "Accept-Language": "en"})
 
-    assert webargs["title"] == ValidationFailed.title == "The request has invalid fields"
+    assert webargs.get_json()["title"] == msgid(ValidationFailed.title) == (
+        "The request has invalid fields")
+    assert client.post(VILLAGES, json={}, headers=admin).get_json()["title"] == "请求中有无效字段"
 
 
 def test_a_second_title_for_a_code_is_refused_at_import() -> None:
@@ -305,7 +318,7 @@ def test_a_status_werkzeug_has_no_phrase_for_still_has_one_title(app: Any) -> No
     class Odd(HTTPException):
         code = 599
 
-    with app.test_request_context("/"):
+    with app.test_request_context("/", headers={"Accept-Language": "en"}):
         body = json.loads(errors._from_http(Odd()).data)
 
     assert (body["code"], body["title"]) == ("http-error", "HTTP error")
