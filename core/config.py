@@ -86,6 +86,26 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # External services (used by the origination issue; loopback reference services by default).
         "NONGDAI_LAND_REGISTRY_URL": _env(env, "LAND_REGISTRY_URL", ""),
         "NONGDAI_INSURANCE_REGISTRY_URL": _env(env, "INSURANCE_REGISTRY_URL", ""),
+        # Registry calls: a deadline per call, retries of idempotent reads with backoff, a
+        # circuit breaker per registry and process, and a short cache of answers in the database.
+        "NONGDAI_REGISTRY_TIMEOUT_MS": _int(env, "REGISTRY_TIMEOUT_MS", 2_000),
+        "NONGDAI_REGISTRY_RETRIES": _int(env, "REGISTRY_RETRIES", 2),
+        "NONGDAI_REGISTRY_BACKOFF_MS": _int(env, "REGISTRY_BACKOFF_MS", 50),
+        "NONGDAI_REGISTRY_BREAKER_FAILURES": _int(env, "REGISTRY_BREAKER_FAILURES", 5),
+        "NONGDAI_REGISTRY_BREAKER_RESET_SECONDS": _int(env, "REGISTRY_BREAKER_RESET_SECONDS", 30),
+        "NONGDAI_REGISTRY_CACHE_SECONDS": _int(env, "REGISTRY_CACHE_SECONDS", 300),
+        # Threads per process that ask the two registries at once for an application.
+        "NONGDAI_REGISTRY_WORKERS": _int(env, "REGISTRY_WORKERS", 16),
+        # An imported registry extract (``extract:``) older than this is refused; 0: never.
+        "NONGDAI_REGISTRY_EXTRACT_MAX_AGE_DAYS": _int(env, "REGISTRY_EXTRACT_MAX_AGE_DAYS", 0),
+        # An application referred because a registry was down is decided again after this.
+        "NONGDAI_REGISTRY_RETRY_MINUTES": _int(env, "REGISTRY_RETRY_MINUTES", 15),
+        # Drafts and applications waiting on the farmer or a field check expire after this.
+        "NONGDAI_APPLICATION_EXPIRY_DAYS": _int(env, "APPLICATION_EXPIRY_DAYS", 30),
+        # Staff review: a reviewer approves up to this amount; above it needs the approver role.
+        "NONGDAI_REVIEWER_AUTHORITY_FEN": _int(env, "REVIEWER_AUTHORITY_FEN", 5_000_000),
+        # Languages: Chinese first; English when the client asks for it (Accept-Language).
+        "NONGDAI_DEFAULT_LOCALE": _env(env, "DEFAULT_LOCALE", "zh_CN"),
         # SMS: "log" writes messages to instance/sms.log (no gateway needed), or "module:Class".
         "NONGDAI_SMS_SENDER": _env(env, "SMS_SENDER", "log"),
         # Limits
@@ -138,6 +158,9 @@ def check_production(config: Mapping[str, Any]) -> None:
         problems.append("NONGDAI_DATA_KEY is the demo key")
     if config.get("NONGDAI_SMS_SENDER", "log") == "log":
         problems.append("NONGDAI_SMS_SENDER is the demo log sender (it keeps codes in a file)")
+    for name in ("NONGDAI_LAND_REGISTRY_URL", "NONGDAI_INSURANCE_REGISTRY_URL"):
+        if not config.get(name):
+            problems.append(f"{name} is not set (the reference registry is for the demo)")
     if len(str(config.get("SECRET_KEY", ""))) < 32:
         problems.append("NONGDAI_SECRET_KEY must be at least 32 characters")
     if problems:

@@ -185,6 +185,15 @@ def begin_read(session: DbSession) -> None:
     plain.connection(execution_options={READ_ONLY: True})
 
 
+def in_write(session: DbSession) -> bool:
+    """Whether ``session`` holds a transaction that may write (begun, and not by
+    :func:`begin_read`)."""
+    plain = session() if isinstance(session, scoped_session) else session
+    if not plain.in_transaction():
+        return False
+    return not plain.connection().get_execution_options().get(READ_ONLY, False)
+
+
 def end_read(session: DbSession, *keep: Any) -> None:
     """End a read begun with :func:`begin_read`, keeping the objects ``keep`` loaded.
 

@@ -10,6 +10,7 @@ same services as the API, so every row is validated and audited (actor "system")
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from flask import Flask
 from flask_migrate import upgrade
 
 from core import jobs
-from core.db import db
+from core.db import DbSession, db
 from core.people import idnumber
 from core.people import services as people
 from core.places import services as places
@@ -46,6 +47,8 @@ FARMERS = [("张德福", "13800000001", "330521101201", date(1972, 3, 14)),
            ("刘春花", "13800000002", "330521101202", date(1981, 9, 2)),
            ("赵大海", "13800000003", "330521102201", date(1968, 11, 27))]
 THREADS = 8  # waitress worker threads: requests served at once by the one process
+SEEDERS = "nongdai_demo_seeders"
+EMBEDDED = "nongdai_embedded_services"
 
 
 def farmer_id_numbers() -> list[str]:
@@ -81,18 +84,48 @@ def _seed_people(stations: list[Station]) -> None:
                              id_number=number)
 
 
+Seeder = Callable[[DbSession], str | None]
+Starter = Callable[[Flask], str | None]
+
+
+def register_seeder(app: Flask, seeder: Seeder) -> None:
+    """A domain's demo data, seeded after the places and people (``seeder(session)`` returns
+    a line for the console, or None). It must leave data it finds alone, so that a database
+    seeded by an earlier version gets the domain's data on its next start."""
+    app.extensions.setdefault(SEEDERS, []).append(seeder)
+
+
+def register_embedded(app: Flask, starter: Starter) -> None:
+    """A service the embedded default starts in-process beside the app (a domain's reference
+    registry, say): ``starter(app)`` starts it, adjusts ``app.config`` and returns a line for
+    the banner, or None when it has nothing to start (production points elsewhere)."""
+    app.extensions.setdefault(EMBEDDED, []).append(starter)
+
+
 def seed(app: Flask) -> str:
     """Seed once; returns what it did. Runs in its own transaction."""
+    lines = []
     with app.app_context():
-        if db.session.scalar(sa.select(County.id).limit(1)) is not None:
-            return "demo data: already present, left as is"
         try:
-            _seed_people(_seed_places())
+            if db.session.scalar(sa.select(County.id).limit(1)) is not None:
+                lines.append("demo data: places and people already present, left as is")
+            else:
+                _seed_people(_seed_places())
+                lines.append("demo data: places and people seeded")
+            for seeder in app.extensions.get(SEEDERS, ()):
+                line = seeder(db.session)
+                if line:
+                    lines.append(line)
             db.session.commit()
         except Exception:
             db.session.rollback()
             raise
-    return "demo data: seeded"
+    return "\n".join(lines)
+
+
+def start_embedded(app: Flask) -> list[str]:
+    """Start the domains' embedded services (``python app.py`` only)."""
+    return [line for starter in app.extensions.get(EMBEDDED, ()) if (line := starter(app))]
 
 
 def banner(app: Flask) -> str:
@@ -124,6 +157,8 @@ def prepare(app: Flask) -> None:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     with app.app_context():
         upgrade(directory=str(Path(app.root_path) / "migrations"))
+    for line in start_embedded(app):
+        print(line)  # noqa: T201
     if app.config["NONGDAI_SEED_DEMO"]:
         print(seed(app))  # noqa: T201 - the demo runner talks to a person
     print(banner(app))  # noqa: T201

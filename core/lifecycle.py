@@ -21,9 +21,12 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql import Executable
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
-from core.db import DbSession, db
+from core.db import DbSession, db, in_write, side_transaction
+from core.i18n import _
 
 log = logging.getLogger("nongdai.access")
 
@@ -31,6 +34,7 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 AUDITED = "nongdai.audit_events"  # session.info keys
 _AFTER_COMMIT = "nongdai.after_commit"
 _AFTER_RESPONSE = "nongdai.after_response"
+_RIDE_ALONG = "nongdai_ride_along"  # g key: statements joining the request's transaction
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -54,6 +58,7 @@ class NongdaiFlask(Flask):
             # A raising view or a failed commit: roll back now, not at app-context teardown,
             # so error handlers and hooks see a clean session (and SQLite's write lock is free).
             rollback(db.session)
+            _ride_alone()
             raise
         return response
 
@@ -94,16 +99,40 @@ def _run_detached(app: Flask, callbacks: list[Callable[[], object]]) -> None:
                 log.exception("after-response callback failed")
 
 
+def ride_along(statement: Executable) -> None:
+    """A small best-effort write (a session's last-used time) that joins the request's own
+    transaction when the request changes state, so that it costs no durable commit of its
+    own; after a read or a failure it commits alone, once the request's work is over."""
+    g.setdefault(_RIDE_ALONG, []).append(statement)
+
+
+def _ride_alone() -> None:
+    statements = g.pop(_RIDE_ALONG, [])
+    if not statements:
+        return
+    try:
+        with side_transaction() as conn:
+            for statement in statements:
+                conn.execute(statement)
+    except OperationalError:  # best effort: a busy database must not fail the request
+        log.info("ride-along write skipped (database busy)")
+
+
 def finish_transaction(response: Response) -> None:
     session = db.session
     if response.status_code >= 400:
         rollback(session)
+        _ride_alone()
         return
+    if request.method in STATE_CHANGING and in_write(session):
+        for statement in g.pop(_RIDE_ALONG, []):
+            session.execute(statement)
     if (request.method in STATE_CHANGING and not session.info.get(AUDITED)
             and not g.get("no_audit_needed")):
         raise AuditMissing(f"{request.method} {request.path} changed state without an audit event")
     session.commit()
     session.info.pop(AUDITED, None)
+    _ride_alone()
     for callback in session.info.pop(_AFTER_COMMIT, []):
         try:
             callback()
@@ -122,7 +151,7 @@ def _start() -> None:
     if (request.method in STATE_CHANGING and request.path.startswith("/api/")
             and (request.content_length or request.headers.get("Transfer-Encoding"))
             and not request.is_json):
-        raise UnsupportedMediaType("Send the body as application/json")
+        raise UnsupportedMediaType(_("Send the body as application/json"))
     _refuse_cut_body()
 
 

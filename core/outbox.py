@@ -11,6 +11,8 @@ codes do not stay at rest.
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,14 +48,40 @@ class OutboxMessage(Model):
 
 def queue_sms(session: DbSession, phone: str, body: str, *,
               expires_at: datetime | None = None) -> OutboxMessage:
-    """Add an SMS to the outbox (flushed); it is sent once the transaction commits."""
-    message = OutboxMessage(channel="sms", recipient=phone, body=body, expires_at=expires_at)
+    """Add an SMS to the outbox (flushed); it is sent once the transaction commits.
+
+    In a request the message is written already claimed by this process (one attempt, leased
+    for ``NONGDAI_OUTBOX_LEASE_SECONDS``) and sent right after the response, with no commit
+    of its own before the send: should the process die first, the lease runs out and the
+    ``outbox.dispatch`` job sends it.
+    """
+    now = utcnow()
+    leased = has_request_context()
+    message = OutboxMessage(channel="sms", recipient=phone, body=body, expires_at=expires_at,
+                            attempts=1 if leased else 0,
+                            next_attempt_at=now + _lease() if leased else now)
     session.add(message)
     session.flush()
-    if has_request_context():
+    if leased:
+        claimed = _Claimed(message.public_id, phone, body, 1, expires_at)
         message_id = message.id
-        after_response(lambda: dispatch(message_id))
+        after_response(lambda: _deliver(message_id, claimed, utcnow()))
     return message
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A message this process holds the lease of: what sending it needs."""
+
+    public_id: uuid.UUID
+    recipient: str
+    body: str
+    attempts: int
+    expires_at: datetime | None
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=int(current_app.config["NONGDAI_OUTBOX_LEASE_SECONDS"]))
 
 
 _table = table(OutboxMessage)
@@ -61,7 +89,7 @@ _table = table(OutboxMessage)
 
 def _claim(message_id: int, now: datetime) -> Any:
     """Take a lease on a due message; ``None`` when someone else has it or it is done."""
-    lease = timedelta(seconds=int(current_app.config["NONGDAI_OUTBOX_LEASE_SECONDS"]))
+    lease = _lease()
     with side_transaction() as conn:
         return conn.execute(
             sa.update(_table)
@@ -112,6 +140,11 @@ def dispatch(message_id: int) -> str:
     row = _claim(message_id, now)
     if row is None:
         return "skipped"
+    return _deliver(message_id, row, now)
+
+
+def _deliver(message_id: int, row: Any, now: datetime) -> str:
+    """Send a message whose lease this process holds; record the outcome."""
     if row.expires_at is not None and row.expires_at <= now:
         return _failed(message_id, row, TimeoutError("expired before delivery"), now)
     try:

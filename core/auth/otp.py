@@ -27,11 +27,10 @@ from core.auth.errors import OtpExpired, OtpInvalid, OtpLocked, OtpReplaced
 from core.auth.models import REPLACED, USED, OtpChallenge
 from core.auth.sessions import start_session
 from core.db import DbSession, rowcount, side_transaction, table, utcnow, uuid7
+from core.i18n import _, ngettext
 from core.people.models import Farmer
 from core.sms import mask_phone
 
-# Chinese punctuation is intended: the text goes to farmers' phones as written.
-SMS_TEMPLATE = "【农贷】验证码 {code}，{minutes}分钟内有效，请勿告诉他人。"  # noqa: RUF001
 _table = table(OtpChallenge)
 
 
@@ -47,8 +46,19 @@ def _new_code() -> str:
     return f"{secrets.randbelow(10**6):06d}"
 
 
-def request_code(session: DbSession, phone: str) -> OtpChallenge:
-    """Close earlier open challenges for ``phone``, open a new one, text the code to a farmer."""
+def sms_text(code: str, minutes: int) -> str:
+    """The SMS with the code, in the language of the request that asked for it: the person
+    holding the phone. (The Chinese text, with its full-width punctuation, is in the zh_CN
+    catalog.)"""
+    return ngettext("[Nongdai] Your code is %(code)s, valid for %(num)d minute. "
+                    "Do not tell it to anyone.",
+                    "[Nongdai] Your code is %(code)s, valid for %(num)d minutes. "
+                    "Do not tell it to anyone.", minutes, code=code)
+
+
+def request_code(session: DbSession, phone: str, *, sign_up: bool = False) -> OtpChallenge:
+    """Close earlier open challenges for ``phone``, open a new one, text the code to a farmer
+    (``sign_up``: to any number, for a person who is not a farmer of the bank yet)."""
     now = utcnow()
     phone_hash = keys.phone_hash(phone)
     session.execute(sa.update(_table).where(
@@ -63,8 +73,8 @@ def request_code(session: DbSession, phone: str) -> OtpChallenge:
     challenge.code_hash = _code_hash(challenge.public_id, code)
     session.add(challenge)
     session.flush()
-    if farmer is not None:
-        body = SMS_TEMPLATE.format(code=code, minutes=max(1, otp_seconds() // 60))
+    if farmer is not None or sign_up:
+        body = sms_text(code, max(1, otp_seconds() // 60))
         outbox.queue_sms(session, phone, body, expires_at=challenge.expires_at)
     audit.record(session, "auth.otp_requested", challenge,
                  summary={"phone": mask_phone(phone), "account": farmer is not None})
@@ -94,7 +104,9 @@ def _max_tries() -> int:
 
 def _tries_left(attempt: Any) -> str:
     left = _max_tries() - attempt.attempts
-    return f"{left} tries left" if left else "no tries left, request a new code"
+    if left:
+        return ngettext("%(num)d try left", "%(num)d tries left", left)
+    return _("no tries left, request a new code")
 
 
 def _check(attempt: Any, code: str, now: datetime) -> None:
@@ -103,7 +115,7 @@ def _check(attempt: Any, code: str, now: datetime) -> None:
     if attempt.attempts > _max_tries():
         raise OtpLocked()
     if not _matches(attempt.public_id, attempt.code_hash, code):
-        raise OtpInvalid(f"Wrong code; {_tries_left(attempt)}")
+        raise OtpInvalid(_("Wrong code; %(tries)s", tries=_tries_left(attempt)))
 
 
 def _matches(challenge_id: uuid.UUID, code_hash: str, code: str) -> bool:
@@ -126,24 +138,41 @@ def _consume(session: DbSession, attempt: Any, now: datetime) -> Farmer:
     ).values(consumed_at=now, closed_reason=USED))
     farmer = session.get(Farmer, attempt.farmer_id) if attempt.farmer_id else None
     if rowcount(closed) != 1 or farmer is None or not farmer.is_active:
-        raise OtpInvalid("Wrong code or no code requested for this number")
+        raise OtpInvalid(_("Wrong code or no code requested for this number"))
     return farmer
 
 
-def verify_code(session: DbSession, phone: str, code: str) -> dict[str, Any]:
-    """Check ``code`` for ``phone``; on success close the challenge and sign the farmer in."""
+def checked_attempt(session: DbSession, phone: str, code: str) -> Any:
+    """Count one try of ``code`` for ``phone`` (committed at once) and check it: the
+    challenge's row, or the reason it fails (wrong, expired, locked, replaced)."""
     phone_hash = keys.phone_hash(phone)
     attempt = _count_attempt(phone_hash)  # before the request's transaction
     if attempt is None:
-        raise OtpInvalid("Wrong code or no code requested for this number")
+        raise OtpInvalid(_("Wrong code or no code requested for this number"))
     now = utcnow()
     try:
         _check(attempt, code, now)
     except OtpInvalid:
         if _replaced(session, phone_hash, code, now):
-            raise OtpReplaced(f"{OtpReplaced.title} ({_tries_left(attempt)})") from None
+            raise OtpReplaced(_("This code was replaced by a newer one; use the code in the "
+                                "latest SMS (%(tries)s)", tries=_tries_left(attempt))) from None
         raise
-    farmer = _consume(session, attempt, now)
+    return attempt
+
+
+def close(session: DbSession, attempt: Any) -> None:
+    """Close a checked challenge as used; only one of two parallel uses can."""
+    closed = session.execute(sa.update(_table).where(
+        _table.c.id == attempt.id, _table.c.consumed_at.is_(None)
+    ).values(consumed_at=utcnow(), closed_reason=USED))
+    if rowcount(closed) != 1:
+        raise OtpInvalid(_("Wrong code or no code requested for this number"))
+
+
+def verify_code(session: DbSession, phone: str, code: str) -> dict[str, Any]:
+    """Check ``code`` for ``phone``; on success close the challenge and sign the farmer in."""
+    attempt = checked_attempt(session, phone, code)
+    farmer = _consume(session, attempt, utcnow())
     auth, pair = start_session(session, "farmer", farmer.id)
     audit.record(session, "auth.signed_in", auth,
                  summary={"method": "otp", "kind": "farmer", "phone": mask_phone(phone)},

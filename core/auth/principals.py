@@ -9,7 +9,6 @@ active and the one the token names. Any failure is ``invalid-token``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,11 +21,10 @@ from core.auth.errors import InvalidToken
 from core.auth.models import AuthSession, Device
 from core.auth.sessions import SUBJECTS
 from core.authz import Principal
-from core.db import DbSession, begin_read, db, side_transaction, table, utcnow
+from core.db import DbSession, begin_read, db, table, utcnow
+from core.lifecycle import ride_along
 from core.people.models import Coordinator, Farmer, Staff
 from core.places.models import station_villages
-
-log = logging.getLogger(__name__)
 
 
 def _grant_column(kind: str) -> Any:
@@ -114,14 +112,12 @@ def _touch(session_id: int, last_used_at: datetime | None) -> None:
     if interval <= 0 or (last_used_at is not None and last_used_at >= cutoff):
         return
     sessions = table(AuthSession)
-    try:
-        with side_transaction() as conn:
-            conn.execute(sa.update(sessions).where(
-                sessions.c.id == session_id,
-                sa.or_(sessions.c.last_used_at.is_(None), sessions.c.last_used_at < cutoff),
-            ).values(last_used_at=now))
-    except sa.exc.OperationalError:  # best effort: a busy database must not fail a read
-        log.info("session last-used time not recorded", extra={"session": session_id})
+    # Written with the request's own transaction when it changes state (no commit of its own),
+    # else alone after it; best effort either way.
+    ride_along(sa.update(sessions).where(
+        sessions.c.id == session_id,
+        sa.or_(sessions.c.last_used_at.is_(None), sessions.c.last_used_at < cutoff),
+    ).values(last_used_at=now))
 
 
 def authenticate(token: str) -> Principal:

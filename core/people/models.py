@@ -31,6 +31,13 @@ class Farmer(Model):
     village_id: Mapped[int] = fk("villages.id", index=True)
     village: Mapped[Village] = relationship()
     is_active: Mapped[bool] = mapped_column(default=True)
+    # "verified": a coordinator or staff member saw the person and their ID (everyone they
+    # register); "pending": signed up alone from a phone, waiting for a coordinator's check.
+    identity_status: Mapped[str] = mapped_column(sa.String(10), default="verified",
+                                                 server_default="verified")
+    # The language the farmer is written to in (SMS): set from the phone at sign-up.
+    language: Mapped[str] = mapped_column(sa.String(10), default="zh_CN",
+                                          server_default="zh_CN")
 
     @classmethod
     def visible_to(cls, principal: Principal) -> sa.ColumnElement[bool]:

@@ -220,3 +220,21 @@ def test_last_used_is_written_at_most_once_a_minute(client, session, staff):
     session.scalars(sa.select(AuthSession)).one().last_used_at = stale
     assert me(client, session, pair["access_token"]).status_code == 200
     assert session.scalars(sa.select(AuthSession.last_used_at)).one() > stale
+
+
+def test_a_writing_request_records_use_in_its_own_transaction(client, session, staff):
+    """The last-used time rides along with a state-changing request's commit; a failed
+    request still records it (alone, after the rollback)."""
+    headers = {"Authorization": f"Bearer {sign_in(session, staff)['access_token']}"}
+    stale = utcnow() - timedelta(hours=1)
+    session.scalars(sa.select(AuthSession)).one().last_used_at = stale
+    session.commit()
+    failed = client.post("/api/v1/counties", json={"code": "1"}, headers=headers)
+    assert failed.status_code == 422
+    assert session.scalars(sa.select(AuthSession.last_used_at)).one() > stale
+    session.scalars(sa.select(AuthSession)).one().last_used_at = stale
+    session.commit()
+    made = client.post("/api/v1/counties", json={"code": "330599", "name": "测试县"},
+                       headers=headers)
+    assert made.status_code == 201, made.get_json()
+    assert session.scalars(sa.select(AuthSession.last_used_at)).one() > stale
