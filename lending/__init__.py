@@ -1,11 +1,39 @@
-"""Lending: products, applications, registry clients, decisions, review, loans, ledger.
+"""Lending: products, credit policy, registry clients, applications and their review.
 
-Filled by the origination and servicing issues; the foundation only reserves its place in
-``create_app`` so that those issues add blueprints, jobs and commands here without rework.
+Each part registers its own blueprints, jobs and commands through its ``init_app``; servicing
+(loans, ledger) joins here later.
 """
+
+from pathlib import Path
 
 from flask import Flask
 
+from lending import applications, policy, products, registries
+
+# The credit policy first: the demo products are checked against its crop table.
+PARTS = (policy, products, registries, applications)
+
+
+def start_reference_registries(app: Flask) -> str | None:
+    """``python app.py``: with no registry configured, serve the reference registry (synthetic,
+    deterministic records) from a thread of this process and point the app at it."""
+    cfg = app.config
+    if cfg["NONGDAI_LAND_REGISTRY_URL"] or cfg["NONGDAI_INSURANCE_REGISTRY_URL"]:
+        return None
+    from lending.registries.reference import start_in_thread  # noqa: PLC0415
+
+    running = start_in_thread(host="127.0.0.1", port=0)
+    cfg["NONGDAI_LAND_REGISTRY_URL"] = running.land_url
+    cfg["NONGDAI_INSURANCE_REGISTRY_URL"] = running.insurance_url
+    return f"reference registries (synthetic land and insurance records): {running.url}"
+
 
 def init_app(app: Flask) -> None:
-    """Register lending's blueprints, jobs and CLI commands (none yet)."""
+    """Register lending's blueprints, jobs and CLI commands."""
+    from core.demo import register_embedded  # noqa: PLC0415
+    from core.i18n import register_catalog  # noqa: PLC0415
+
+    register_catalog(app, Path(__file__).parent / "translations")
+    for part in PARTS:
+        part.init_app(app)
+    register_embedded(app, start_reference_registries)

@@ -26,8 +26,10 @@ from schemathesis.openapi.checks import RejectedPositiveData
 
 from core.idempotency import HEADER
 from core.people import idnumber
+from lending.policy.models import CreditPolicy
 from tests import factories
 from tests.core.test_people_helpers import consent
+from tests.lending import review_factories as lending
 
 EXAMPLES = 25
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -56,6 +58,9 @@ BUSINESS_RULES = {
     "POST /api/v1/villages": {"village-code-mismatch"},  # no township has the code's prefix
     "POST /api/v1/stations": {"village-outside-county"},
     "PATCH /api/v1/stations/{station_id}": {"village-outside-county"},
+    "POST /api/v1/products": {"product-invalid"},  # unknown county or crop, min above max
+    "PATCH /api/v1/products/{product_id}": {"product-invalid"},
+    "POST /api/v1/credit-policies": {"credit-policy-invalid"},  # a JDM that does not compile
 }
 
 
@@ -66,6 +71,8 @@ KEY_SHAPE = re.compile("[\x20-\x7e]{1,200}")
 # the server doing its job on schema-valid input.
 OPAQUE = {
     "cursor": "only a cursor the API issued (an encoded row id) is a valid one",
+    "decision_model": "a JDM document; NUL is refused in any key or string of it, which JSON "
+                      "Schema cannot state of free-form JSON",
 }
 
 
@@ -165,6 +172,9 @@ def known(session: Any) -> dict[str, str]:
             "coordinator_id": factories.coordinator(session, station),
             "farmer_id": farmer, "consent_id": consent(session, farmer),
             "staff_id": factories.staff(session, roles=("reviewer",))}
+    case = lending.application(session, farmer)  # under review, with a decision
+    rows.update(application_id=case, product_id=case.product,
+                policy_id=session.get(CreditPolicy, case.policy_id))
     ids = {name: str(row.public_id) for name, row in rows.items()}
     session.commit()
     return ids

@@ -62,7 +62,10 @@ def test_python_app_py_serves_the_seeded_demo(tmp_path: Path) -> None:
     assert status == 0, output  # SIGTERM stops waitress and the scheduler cleanly
     assert "Demo logins" in output
     assert f"{server.base}/api/docs" in output
-    assert "demo data: seeded" in output
+    assert "demo data: places and people seeded" in output
+    assert "demo data: credit policy" in output
+    assert "demo data: loan products" in output
+    assert "reference registries" in output
     assert all(number in output for number in farmer_id_numbers())
     assert (root.status_code, root.headers["Content-Type"]) == (404, "application/problem+json")
     assert "/api/docs" in root.json()["detail"]

@@ -18,6 +18,7 @@ from core.api.schemas import bad_text_paths
 from core.places import services
 from tests import factories as f
 from tests.core.test_people_helpers import API, assert_problem, build_world, creating
+from tests.lending import review_factories as lending
 
 NUL, SURROGATE = "a\u0000b", "\ud800"
 
@@ -26,6 +27,14 @@ def _raw(client: Any, path: str, body: str, headers: dict[str, str] | None = Non
     """POST a body as written: JSON escapes let a lone surrogate through the wire."""
     return client.post(path, data=body.encode(), content_type="application/json",
                        headers=headers or {})
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    """A client that reads English: these tests compare the refusals' text."""
+    english = app.test_client()
+    english.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return english
 
 
 @pytest.fixture
@@ -97,14 +106,20 @@ def _bodies(document: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
 def test_every_string_of_every_body_refuses_nul(client: Any, session: Any) -> None:
     """One rule for every schema: each string property, alone in its body, is refused."""
     world = build_world(session)
-    headers = f.auth_headers(session, world.admin)
+    case = lending.application(session, world.farmer_a)  # under review, in village A
+    callers = {kind: f.auth_headers(session, row) for kind, row in (
+        ("admin", world.admin), ("farmer", world.farmer_a),
+        ("coordinator", world.coordinator_a), ("reviewer", f.staff(session, ("reviewer",))))}
     document = client.get("/api/openapi.json").get_json()
     ids = {"farmer_id": world.farmer_a.public_id, "village_id": world.village_a.public_id,
            "station_id": world.station_a.public_id, "staff_id": world.admin.public_id,
-           "coordinator_id": world.coordinator_a.public_id}
+           "coordinator_id": world.coordinator_a.public_id, "product_id": case.product.public_id,
+           "application_id": case.public_id}
     checked = 0
     for method, path, name in _bodies(document):
         url = path.format(**ids)
+        roles = document["paths"][path][method].get("x-roles") or ["admin"]
+        headers = next(callers[kind] for kind in callers if kind in roles)  # one who may call
         response = client.open(url, method=method.upper(), json={name: NUL}, headers=headers)
         problem = assert_problem(response, 422, "validation-failed")
         assert problem["errors"][name] == [BAD_TEXT], (method, path)
