@@ -28,7 +28,7 @@ The world is seeded by ``bench/decision_seed.py``, the load driven by ``bench/de
 See bench/README.md for every key.
 
     python bench/decision.py [--quick] [--pg postgresql+psycopg://postgres@127.0.0.1/NAME]
-                             [--workers 2] [--threads 10] [--clients 20] [--latency-ms 50]
+                             [--workers 2] [--threads 4] [--clients 20] [--latency-ms 50]
                              [--pyinstrument]
 """
 
@@ -66,7 +66,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     parser.add_argument("--pg", default="", help="PostgreSQL URL (its public schema is dropped)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=10, help="gthread threads per worker")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="gthread threads per worker (about (registry wait + CPU) / CPU "
+                             "per request; more only fight for the GIL)")
     parser.add_argument("--clients", type=int, default=20, help="concurrent farmers' phones")
     parser.add_argument("--latency-ms", type=int, default=50, help="each registry's latency")
     parser.add_argument("--pyinstrument", action="store_true",

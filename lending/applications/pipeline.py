@@ -19,6 +19,7 @@ an approval with a failed registry is turned into a referral here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -186,7 +187,7 @@ def record_new(session: DbSession, plan: Plan, by: Principal) -> tuple[Applicati
     if draft:
         return application, None
     plan.application = application
-    return application, decide(session, plan, application)
+    return application, decide(session, plan, application, watching=True)
 
 
 def submit(session: DbSession, plan: Plan, application: Application, *,
@@ -198,9 +199,11 @@ def submit(session: DbSession, plan: Plan, application: Application, *,
     return decide(session, plan, application)
 
 
-def decide(session: DbSession, plan: Plan, application: Application) -> Decision:
+def decide(session: DbSession, plan: Plan, application: Application, *,
+           watching: bool = False) -> Decision:
     """Store the policy's result on the submitted ``application`` (evaluated now unless phase
-    2 did); move it to where the outcome sends it; tell the farmer."""
+    2 did); move it to where the outcome sends it; tell the farmer by SMS, unless the farmer is
+    ``watching``: decided in the farmer's own request, the answer is on the phone's screen."""
     if plan.lookup is not None:
         registries.remember(session, plan.lookup)
     result = plan.result or underwriting.evaluate(plan.case, plan.lookup)
@@ -215,12 +218,17 @@ def decide(session: DbSession, plan: Plan, application: Application) -> Decision
         "application_id": str(application.public_id), "outcome": result.outcome,
         "policy_version": decision.policy_version, "score": result.score,
         "reasons": [r["code"] for r in result.reasons]})
-    _follow(session, application, decision, failed=result.unavailable)
+    _follow(session, application, decision, failed=result.unavailable,
+            tell=_quiet if watching else notify.tell)
     return decision
 
 
+def _quiet(_session: DbSession, _application: Application, _outcome: str) -> None:
+    """No SMS: the farmer reads the outcome in the answer to their own request."""
+
+
 def _follow(session: DbSession, application: Application, decision: Decision, *,
-            failed: list[str]) -> None:
+            failed: list[str], tell: Callable[[DbSession, Application, str], None]) -> None:
     """One state change (with what it settles) and the farmer's SMS."""
     from lending.applications import fieldwork  # noqa: PLC0415 - fieldwork resumes us
 
@@ -228,15 +236,15 @@ def _follow(session: DbSession, application: Application, decision: Decision, *,
     if decision.outcome == "approve":
         states.move(session, application, states.APPROVED, actor="system",
                     values={**decided, "approved_amount_fen": decision.amount_fen})
-        notify.tell(session, application, "approved")
+        tell(session, application, "approved")
     elif decision.outcome == "decline":
         states.move(session, application, states.DECLINED, actor="system", values=decided)
-        notify.tell(session, application, "declined")
+        tell(session, application, "declined")
     elif decision.outcome == "field_check":
         states.move(session, application, states.AWAITING_FIELD_CHECK, actor="system",
                     values={"retry_at": None})
         fieldwork.open_assignment(session, application)
-        notify.tell(session, application, "awaiting_field_check")
+        tell(session, application, "awaiting_field_check")
     else:
         retry_at = None
         if failed:
@@ -244,7 +252,7 @@ def _follow(session: DbSession, application: Application, decision: Decision, *,
             retry_at = utcnow() + timedelta(minutes=minutes)
         states.move(session, application, states.UNDER_REVIEW, actor="system",
                     values={"retry_at": retry_at})
-        notify.tell(session, application, "under_review")
+        tell(session, application, "under_review")
 
 
 def withdraw(session: DbSession, application: Application, *, actor: str) -> Application:

@@ -50,9 +50,8 @@ def test_a_clear_case_is_approved_at_once_and_explained(client, session, registr
     assert data["explanation"]
     assert answer.headers["Content-Language"] == "zh-CN"
     assert {r["registry"] for r in registry.requests()} == {"land", "insurance"}
-    sms = session.scalars(sa.select(OutboxMessage)).all()
-    assert len(sms) == 1
-    assert sms[0].recipient.endswith(farmer.phone[-4:])
+    # Decided in the farmer's own request: the answer is on the screen, no SMS on top.
+    assert session.scalars(sa.select(OutboxMessage)).all() == []
     listed = client.get(f"{API}/applications", headers=f.auth_headers(session, farmer))
     assert [a["id"] for a in listed.get_json()["items"]][-1] == data["id"]
 
@@ -171,6 +170,8 @@ def test_a_registry_fault_refers_and_is_retried_never_approved(
     session.refresh(application)
     assert application.state == "approved"
     assert application.retry_at is None
+    [sms] = session.scalars(sa.select(OutboxMessage)).all()  # decided later: told by SMS
+    assert sms.status == "pending"  # queued by the job; outbox.dispatch sends it
 
 
 def test_the_same_submission_twice_makes_one_application(client, session, registry, world):

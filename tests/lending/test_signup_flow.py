@@ -70,14 +70,15 @@ def test_sign_up_apply_field_check_decision(client, session, registry, world, in
     farmer = session.scalars(sa.select(Farmer).where(Farmer.phone == PHONE)).one()
     assert (farmer.identity_status, farmer.language) == ("pending", "en")
     land = w.plant(registry, farmer)
-    answer = client.post(f"{API}/applications", headers=w.key(auth), json=w.body(
+    answer = client.post(f"{API}/applications", headers=w.key(
+        {**auth, "Accept-Language": "en"}), json=w.body(
         world, land, consents=["credit_decision", "land_registry", "insurance"]))
     assert answer.status_code == 201, answer.get_json()
     data = answer.get_json()
     assert data["state"] == "awaiting_field_check"
     assert {"field_check_identity", "field_check_first_loan"} <= {
         r["code"] for r in data["decision"]["reasons"]}
-    assert "coordinator will visit" in inbox[-1][1]  # the SMS is in the farmer's English
+    assert "coordinator will visit" in data["explanation"]  # in the farmer's English
 
     application = session.scalars(sa.select(Application).where(
         Application.farmer_id == farmer.id)).one()
