@@ -16,8 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.db import DbSession
-from core.errors import NongdaiError
-from core.i18n import lazy_gettext
 from core.jobs import business_date
 from core.people.models import Farmer
 from core.places.models import County, Township, Village
@@ -25,15 +23,10 @@ from lending.applications import states
 from lending.applications.models import Application, ApplicationParcel, FieldCheck
 from lending.policy import engine, facts
 from lending.policy import services as policy_services
-from lending.policy.models import CreditPolicy, CropReference, current_at
+from lending.policy.models import CreditPolicy, CropReference
 from lending.products.models import LoanProduct
 from lending.registries import service as registries
 from lending.registries.types import InsuranceRecord
-
-
-class NoPolicyInForce(NongdaiError):
-    status, code = 503, "no-policy"
-    title = lazy_gettext("No credit policy is in force")
 
 
 @dataclass
@@ -92,10 +85,7 @@ def data_of(application: Application) -> dict[str, Any]:
 def _policy(session: DbSession, application: Application | None, at: datetime) -> CreditPolicy:
     if application is not None and application.policy is not None:
         return application.policy  # a decision made again keeps the version it started with
-    policy = session.scalars(current_at(at)).first()
-    if policy is None:
-        raise NoPolicyInForce()
-    return policy
+    return policy_services.current_policy(session, at)
 
 
 def add_months(day: date, months: int) -> date:

@@ -20,6 +20,7 @@ from core.idempotency import idempotent
 from core.people.models import Farmer
 from lending.applications import pipeline, presenting, schemas, states
 from lending.applications.models import Application, Decision
+from lending.policy.services import NoPolicyInForce
 from lending.products.services import ProductNotOffered, TermsOutOfRange
 from lending.registries.types import RegistryUnavailable
 
@@ -32,7 +33,8 @@ def _own(application_id: uuid.UUID) -> Application:
 
 @blp.route("/applications", methods=["POST"])
 @access("farmer")
-@raises(NotFound, ProductNotOffered, TermsOutOfRange, pipeline.ConsentRequired)
+@raises(NotFound, ProductNotOffered, TermsOutOfRange, pipeline.ConsentRequired,
+        NoPolicyInForce)
 @idempotent
 @blp.arguments(schemas.ApplicationCreateSchema)
 @blp.response(201, schemas.LoanApplicationSchema)

@@ -273,3 +273,14 @@ def test_stale_cases_expire_and_recent_questions_keep_a_case(app, client, sessio
         session.refresh(row)
     assert [r.state for r in rows] == ["expired", "draft", "under_review", "expired"]
     assert fresh_draft.state == "draft"
+
+
+def test_no_policy_in_force_is_a_clear_answer_not_a_500(client, session, registry, world):
+    from lending.policy.models import CreditPolicy  # noqa: PLC0415
+
+    farmer = w.farmer(session, world)
+    land = w.plant(registry, farmer)
+    session.execute(sa.update(CreditPolicy).values(effective_from=utcnow().replace(year=2099)))
+    session.commit()
+    assert_problem(_apply(client, session, farmer, w.body(world, land)), 404, "no-credit-policy")
+    assert registry.count() == 0
