@@ -8,8 +8,9 @@ The "310" path runs in three phases so that the slow part holds no lock:
 2. **Ask** (:func:`ask_registries`): the land and insurance registries, concurrently, over
    HTTP, with no database transaction open.
 3. **Write** (:func:`record_new`, :func:`decide`): the application, the consents given with
-   it, the decision with its snapshot, the state changes, the assignment for a field check,
-   the farmer's SMS: one transaction, committed by the request or the job.
+   it, the decision with its snapshot, one state change, the assignment for a field check:
+   one transaction, committed by the request or the job. A decision the farmer waits for on
+   the phone is read there; one made later (a retry, a field check, staff) is also texted.
 
 A registry that fails never lets the policy approve: its answer is missing from the facts
 (the policy refers with ``data_source_unavailable``), a retry is scheduled, and as a last guard
@@ -18,7 +19,6 @@ an approval with a failed registry is turned into a referral here.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -39,8 +39,6 @@ from lending.applications.models import Application, ApplicationParcel, Decision
 from lending.products import services as products
 from lending.products.models import LoanProduct
 from lending.registries import service as registries
-
-log = logging.getLogger(__name__)
 
 REQUIRED_CONSENTS = ("credit_decision", "land_registry")
 PURPOSES = ("credit_decision", "land_registry", "insurance")
@@ -196,7 +194,7 @@ def submit(session: DbSession, plan: Plan, application: Application, *,
     end_read(session, application, *plan.case.keep)  # the writing starts here
     states.move(session, application, states.SUBMITTED, actor=actor,
                 values={"submitted_at": utcnow(), "policy_id": plan.case.policy.id})
-    return decide(session, plan, application)
+    return decide(session, plan, application, watching=True)
 
 
 def decide(session: DbSession, plan: Plan, application: Application, *,

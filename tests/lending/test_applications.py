@@ -211,6 +211,7 @@ def test_a_draft_is_submitted_later(client, session, registry, world):
     sent = client.post(f"{API}/applications/{draft['id']}/submit", headers=auth)
     assert sent.status_code == 200
     assert sent.get_json()["state"] == "approved"
+    assert session.scalars(sa.select(OutboxMessage)).all() == []  # read on the screen
 
 
 def test_others_cannot_see_an_application(client, session, registry, world):
