@@ -7,15 +7,11 @@ from core.db import DbSession
 from core.i18n import _, in_locale
 from core.people.models import Farmer
 from lending.applications.models import Application
-
-
-def _amount(fen: int | None) -> str:
-    yuan, cents = divmod(int(fen or 0), 100)
-    return f"{yuan:,}" if not cents else f"{yuan:,}.{cents:02d}"
+from lending.products.services import yuan
 
 
 def _text(application: Application, outcome: str) -> str:
-    amount = _amount(application.approved_amount_fen or application.amount_fen)
+    amount = yuan(application.approved_amount_fen or application.amount_fen)
     if outcome == "approved":
         return _("[Nongdai] Your loan application is approved: %(amount)s yuan. "
                  "Open the app to see the terms.", amount=amount)

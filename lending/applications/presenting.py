@@ -13,12 +13,7 @@ from core.i18n import _, lazy_gettext
 from lending.applications import states
 from lending.applications.models import Application, Decision
 from lending.policy.reasons import explain
-
-
-def _yuan(fen: int | None) -> str:
-    yuan, cents = divmod(int(fen or 0), 100)
-    return f"{yuan:,}" if not cents else f"{yuan:,}.{cents:02d}"
-
+from lending.products.services import yuan
 
 # Where a case stands, by state (approved and the wait for the bank are worded below).
 STATUS: dict[str, Any] = {
@@ -37,7 +32,7 @@ def status_text(application: Application) -> str:
     """Where the application stands and what happens next, in plain words."""
     if application.state == states.APPROVED:
         return _("Approved: %(amount)s yuan for %(months)s months.",
-                 amount=_yuan(application.approved_amount_fen),
+                 amount=yuan(application.approved_amount_fen or 0),
                  months=application.term_months)
     if application.state == states.UNDER_REVIEW:
         if application.info_requested:
