@@ -1,11 +1,18 @@
 """Sync: the offline protocol only: devices, push/pull, op log, cursors, attachments.
 
-Filled by the offline-sync issue; the foundation only reserves its place in
-``create_app`` so that those issues add blueprints, jobs and commands here without rework.
+``sync`` knows no lending and no agents (import-linter holds it to that): domains register the
+operation types devices push and the entity kinds devices pull (:mod:`sync.registry`). The wire
+protocol is written down in ``docs/sync-protocol.md``.
 """
 
 from flask import Flask
 
+from sync import feed, push, uploads
+
+PARTS = (push, feed, uploads)
+
 
 def init_app(app: Flask) -> None:
-    """Register sync's blueprints, jobs and CLI commands (none yet)."""
+    """Register sync's blueprints, jobs and CLI commands."""
+    for part in PARTS:
+        part.init_app(app)

@@ -169,3 +169,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def live_server(app: Any) -> Iterator[str]:
+    """The test's app served over real HTTP on a loopback port (werkzeug, threaded), for
+    clients that speak HTTP themselves: the reference device client, tuspy. Yields the base URL.
+    What the test writes with ``session`` is committed before each request, as for ``client``."""
+    import threading  # noqa: PLC0415
+
+    from werkzeug.serving import make_server  # noqa: PLC0415
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

@@ -6,6 +6,7 @@ Commit happens in the test (``session.commit()``) when an HTTP request must see 
 from __future__ import annotations
 
 import itertools
+import uuid
 from datetime import date
 from typing import Any
 
@@ -120,3 +121,23 @@ def auth_headers(session: Any, row: Farmer | Coordinator | Staff) -> dict[str, s
     tokens = issue_tokens(session, KINDS[type(row)], row.id)
     session.commit()
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def device_tokens(session: Any, row: Coordinator,
+                  device_id: uuid.UUID | None = None) -> tuple[dict[str, Any], Any]:
+    """Register a device for coordinator ``row`` and sign in on it (no password): the token
+    pair of a device-bound session, and the ``Device`` row."""
+    from core.auth import devices  # noqa: PLC0415
+    from core.auth.sessions import issue_tokens  # noqa: PLC0415
+
+    device = devices.register(session, row, device_id or uuid.uuid4(), "test phone")
+    pair = issue_tokens(session, "coordinator", row.id, device.id)
+    session.commit()
+    return pair, device
+
+
+def device_headers(session: Any, row: Coordinator,
+                   device_id: uuid.UUID | None = None) -> tuple[dict[str, str], Any]:
+    """:func:`device_tokens` as a Bearer header, and the ``Device`` row."""
+    pair, device = device_tokens(session, row, device_id)
+    return {"Authorization": f"Bearer {pair['access_token']}"}, device
