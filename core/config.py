@@ -104,12 +104,15 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "NONGDAI_APPLICATION_EXPIRY_DAYS": _int(env, "APPLICATION_EXPIRY_DAYS", 30),
         # Sync: the limits and checks of the device protocol, see docs/sync-protocol.md.
         "NONGDAI_SYNC_BATCH_MAX": _int(env, "SYNC_BATCH_MAX", 500),
+        "NONGDAI_SYNC_PUSH_MAX_BYTES": _int(env, "SYNC_PUSH_MAX_BYTES", 4 * 1024 * 1024),
         "NONGDAI_SYNC_CLOCK_TOLERANCE_MINUTES": _int(env, "SYNC_CLOCK_TOLERANCE_MINUTES", 10),
         "NONGDAI_SYNC_MAX_OFFLINE_DAYS": _int(env, "SYNC_MAX_OFFLINE_DAYS", 30),
         "NONGDAI_SYNC_FEED_RETENTION_DAYS": _int(env, "SYNC_FEED_RETENTION_DAYS", 90),
         "NONGDAI_SYNC_PULL_LIMIT_MAX": _int(env, "SYNC_PULL_LIMIT_MAX", 1000),
         "NONGDAI_SYNC_UPLOAD_MAX_BYTES": _int(env, "SYNC_UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
         "NONGDAI_SYNC_UPLOAD_DIR": _env(env, "SYNC_UPLOAD_DIR") or str(instance / "uploads"),
+        # Where photos are kept: "filesystem" (NONGDAI_SYNC_UPLOAD_DIR) or "module:Class".
+        "NONGDAI_SYNC_STORE": _env(env, "SYNC_STORE", "filesystem"),
         "NONGDAI_PLAUSIBLE_GPS_METERS": _int(env, "PLAUSIBLE_GPS_METERS", 500),
         "NONGDAI_PLAUSIBLE_SPEED_KMH": _int(env, "PLAUSIBLE_SPEED_KMH", 120),
         # Staff review: a reviewer approves up to this amount; above it needs the approver role.

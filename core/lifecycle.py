@@ -17,7 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
@@ -148,11 +148,48 @@ def _start() -> None:
     g.started = time.perf_counter()
     incoming = request.headers.get("X-Request-Id", "")
     g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    raw = _raw_body_of_view()
+    if raw is not None:
+        request.max_content_length = int(current_app.config[raw[1]])
     if (request.method in STATE_CHANGING and request.path.startswith("/api/")
             and (request.content_length or request.headers.get("Transfer-Encoding"))
-            and not request.is_json):
+            and not (request.mimetype == raw[0] if raw and raw[0] else request.is_json)):
+        if raw and raw[0]:
+            raise UnsupportedMediaType(_("Send the body as %(type)s", type=raw[0]))
         raise UnsupportedMediaType(_("Send the body as application/json"))
     _refuse_cut_body()
+
+
+RAW_BODY = "_nongdai_raw_body"  # view attribute set by raw_body(): (media type, limit setting)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def raw_body(mimetype: str, limit_setting: str) -> Callable[[F], F]:
+    """Let a view take a body of ``mimetype`` instead of JSON (a tus chunk of a photo), of up
+    to ``config[limit_setting]`` bytes instead of MAX_CONTENT_LENGTH: the limit is raised
+    before anything reads the body, for that view only."""
+
+    def decorate(view: F) -> F:
+        setattr(view, RAW_BODY, (mimetype, limit_setting))
+        return view
+
+    return decorate
+
+
+def body_limit(limit_setting: str) -> Callable[[F], F]:
+    """Let a view take a JSON body of up to ``config[limit_setting]`` bytes instead of
+    MAX_CONTENT_LENGTH (a sync push of a few hundred operations)."""
+
+    def decorate(view: F) -> F:
+        setattr(view, RAW_BODY, (None, limit_setting))
+        return view
+
+    return decorate
+
+
+def _raw_body_of_view() -> tuple[str | None, str] | None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return getattr(view, RAW_BODY, None)
 
 
 def _refuse_cut_body() -> None:

@@ -91,6 +91,9 @@ Prepare = Callable[["Context", Sequence[Op]], None]
 Load = Callable[[Any, Sequence[uuid.UUID]], dict[uuid.UUID, dict[str, Any]]]
 Snapshot = Callable[[Any, frozenset[int], uuid.UUID | None, int],
                     Sequence[tuple[uuid.UUID, dict[str, Any]]]]
+# resolver(session, entity_id, field, value): write a device's value into an editable record
+# when staff resolve a conflict with ``take_device`` (see sync.push.records).
+Resolver = Callable[[Any, uuid.UUID, str, Any], None]
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ class Feed:
 class Registry:
     operations: dict[str, Operation] = field(default_factory=dict)
     feeds: dict[str, Feed] = field(default_factory=dict)  # in registration order
+    resolvers: dict[str, Resolver] = field(default_factory=dict)
 
 
 def of(app: Flask | None = None) -> Registry:
@@ -144,3 +148,13 @@ def register_feed(app: Flask, kind: str, load: Load, snapshot: Snapshot) -> None
 
 def kinds(app: Flask | None = None) -> Iterable[str]:
     return tuple(of(app).feeds)
+
+
+def register_resolver(app: Flask, kind: str, resolver: Resolver) -> None:
+    """How staff's ``take_device`` writes a conflicting device value into a record of ``kind``
+    (an editable record merged by ``sync.push.records.merge``). The resolver may raise a
+    ``core.errors`` error (the record is gone, say): the resolution is then refused."""
+    registry = of(app)
+    if kind in registry.resolvers:
+        raise ValueError(f"resolver for kind {kind!r} is registered twice")
+    registry.resolvers[kind] = resolver
