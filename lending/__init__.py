@@ -1,7 +1,8 @@
 """Lending: products, credit policy, registry clients, applications and their review.
 
 Each part registers its own blueprints, jobs and commands through its ``init_app``; servicing
-(loans, ledger) joins here later.
+(loans, ledger) joins here later. ``devicefeed`` publishes farmers (with their registry
+parcels) and field assignments to coordinators' devices through ``sync``.
 """
 
 from pathlib import Path
@@ -30,10 +31,14 @@ def start_reference_registries(app: Flask) -> str | None:
 
 def init_app(app: Flask) -> None:
     """Register lending's blueprints, jobs and CLI commands."""
-    from core.demo import register_embedded  # noqa: PLC0415
+    from core.demo import register_embedded, register_seeder  # noqa: PLC0415
     from core.i18n import register_catalog  # noqa: PLC0415
+    from lending import devicefeed  # noqa: PLC0415
+    from lending.registries.parcels import demo_seeder  # noqa: PLC0415
 
     register_catalog(app, Path(__file__).parent / "translations")
     for part in PARTS:
         part.init_app(app)
+    devicefeed.init_app(app)
+    register_seeder(app, demo_seeder)
     register_embedded(app, start_reference_registries)

@@ -38,6 +38,7 @@ from lending.applications import notify, states, underwriting
 from lending.applications.models import Application, ApplicationParcel, Decision
 from lending.products import services as products
 from lending.products.models import LoanProduct
+from lending.registries import parcels
 from lending.registries import service as registries
 
 REQUIRED_CONSENTS = ("credit_decision", "land_registry")
@@ -130,6 +131,7 @@ def land_records(session: DbSession, farmer: Farmer) -> list[dict[str, Any]]:
     found = registries.lookup(session, farmer.id_number_hash, (), land=True, insurance=False)
     if "land" in found.failures:
         raise found.failures["land"]
+    parcels.remember_lookup(session, farmer, found)
     today = utcnow().date()
     return [{"number": c.number, "parcels": [
         {"code": p.code, "area_mu": p.area_mu, "land_class": p.land_class,
@@ -204,6 +206,7 @@ def decide(session: DbSession, plan: Plan, application: Application, *,
     ``watching``: decided in the farmer's own request, the answer is on the phone's screen."""
     if plan.lookup is not None:
         registries.remember(session, plan.lookup)
+        parcels.remember_lookup(session, plan.farmer, plan.lookup)
     result = plan.result or underwriting.evaluate(plan.case, plan.lookup)
     decision = Decision(application_id=application.id, policy_id=plan.case.policy.id,
                         policy_version=plan.case.policy.version, outcome=result.outcome,

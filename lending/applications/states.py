@@ -24,7 +24,8 @@ from core import audit
 from core.db import DbSession, rowcount, table, utcnow
 from core.errors import Conflict
 from core.i18n import _, lazy_gettext
-from lending.applications.models import Application
+from lending.applications.models import Application, FieldAssignment
+from sync.feed import changes as feed
 
 DRAFT: Final = "draft"
 SUBMITTED: Final = "submitted"
@@ -82,9 +83,20 @@ def move(session: DbSession, application: Application, target: str, *, actor: st
         raise IllegalTransition(_refusal(application.state, target))
     for name, value in changes.items():  # what the UPDATE wrote, without reading it back
         set_committed_value(application, name, value)
+    _assignments_changed(session, application)
     audit.record(session, f"application.{target}", application,
                  summary={"from": source, "to": target, "reason": reason}, actor=actor)
     return application
+
+
+def _assignments_changed(session: DbSession, application: Application) -> None:
+    """Devices show an open assignment with its application's state: a Core UPDATE escapes
+    the ORM listeners of the device feed, so the change is recorded here (one indexed read)."""
+    for public_id, village_id in session.execute(
+            sa.select(FieldAssignment.public_id, FieldAssignment.village_id).where(
+                FieldAssignment.application_id == application.id,
+                FieldAssignment.status == "open")):
+        feed.record(session, "assignment", public_id, village_id)
 
 
 def _refusal(source: str, target: str) -> str:

@@ -7,7 +7,8 @@ line in chunks; each chunk is validated, upserted by the registry's natural keys
 keeps the chunks before it, and running the import again finishes the work, since an
 unchanged line changes nothing. A rejected line (with its line number and reason) never stops
 the others. The run is recorded in ``registry_imports``; only a finished run makes the
-extract count as imported (see ``extracts.check_fresh``).
+extract count as imported (see ``extracts.check_fresh``). A finished land import also
+refreshes the bank's copy of its farmers' parcels (``parcels.from_extracts``: one statement).
 
 The columns are in :data:`LAND_COLUMNS` and :data:`INSURANCE_COLUMNS` (docs/registries.md).
 """
@@ -25,6 +26,8 @@ from typing import Any, TypeVar
 from core import audit
 from core.db import DbSession, utcnow
 from lending.registries import csvfields as f
+from lending.registries import parcels
+from lending.registries.config import LAND
 from lending.registries.models import RegistryImport
 
 T = TypeVar("T")
@@ -182,6 +185,8 @@ def run(session: DbSession, registry: str, path: Path, passes: list[Pass], *,
                 bar.update(len(chunk))
         if bar is not None:
             bar.close()
+    if registry == LAND:
+        parcels.from_extracts(session)
     _finish(session, record, report)
     session.commit()
     return report

@@ -1,14 +1,17 @@
-"""Registry tables: the short cache of answers, and the imported batch extracts.
+"""Registry tables: the short cache of answers, the imported batch extracts, and the bank's
+copy of its farmers' parcels.
 
 Extract rows are keyed by the registry's own natural keys (certificate number, parcel code,
 policy number...), so importing the same file twice changes nothing. Decimal quantities are
 stored as scaled integers (hundredths of a mu, millionths of a degree, basis points of a loss
-ratio), exact on every backend, as money is in fen. None of these rows ever leaves the server.
+ratio), exact on every backend, as money is in fen. Cache and extract rows never leave the
+server; :class:`LandParcel` rows are what coordinators' devices receive (``lending.devicefeed``).
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -141,4 +144,31 @@ class ExtractClaim(Base):
     event_date: Mapped[date]
     loss_ratio_bp: Mapped[int]  # basis points: 3500 = 0.35
     status: Mapped[str] = mapped_column(sa.String(20))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LandParcel(Base):
+    """A registered parcel of one of the bank's farmers, as the registry last answered it.
+
+    Written by :mod:`lending.registries.parcels` from every successful land answer (HTTP or an
+    imported extract), keyed by the nationally unique parcel code: the devices of the farmer's
+    village pull these with the farmer, and the plausibility checks compare a visit's GPS fix
+    with ``lat_e7``/``lon_e7`` (1e-7 degrees, the protocol's unit: integers, no floats).
+    ``village_id`` is the farmer's village (the scope a device pulls), not the parcel's.
+    """
+
+    __tablename__ = "land_parcels"
+
+    id: Mapped[IntPK]
+    farmer_id: Mapped[int] = fk("farmers.id", index=True)
+    village_id: Mapped[int] = fk("villages.id")
+    certificate_number: Mapped[str] = mapped_column(sa.String(40))
+    parcel_code: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    area_mu: Mapped[Decimal] = mapped_column(sa.Numeric(10, 2))
+    land_class: Mapped[str] = mapped_column(sa.String(30))
+    lat_e7: Mapped[int]
+    lon_e7: Mapped[int]
+    contract_end: Mapped[date]
+    pledged: Mapped[bool] = mapped_column(default=False)
+    source: Mapped[str] = mapped_column(sa.String(10))  # "registry" | "extract"
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
