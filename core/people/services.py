@@ -7,6 +7,7 @@ here, and nowhere else; its plaintext is never logged, audited or returned.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from flask import current_app
 from core import audit
 from core.authz import Principal
 from core.crypto import vault
-from core.db import DbSession, end_read, utcnow
+from core.db import DbSession, end_read, utcnow, uuid7
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.i18n import _, lazy_gettext
 from core.people import idnumber
@@ -94,16 +95,21 @@ def _check_new(session: DbSession, digest: str, phone: str) -> None:
 
 
 def create_farmer(session: DbSession, *, name: str, phone: str, id_number: str,
-                  village: Village) -> Farmer:
+                  village: Village, public_id: uuid.UUID | None = None,
+                  identity_status: str = "verified") -> Farmer:
     """Register a farmer in ``village``. When the caller began with :func:`core.db.begin_read`,
     the checks run in that read and the write starts after it (the unique constraints on ID
-    number and phone back the checks against a twin registered in between)."""
+    number and phone back the checks against a twin registered in between).
+
+    ``public_id``: the id a device generated for the farmer (sync), else a new UUIDv7;
+    ``identity_status``: ``pending`` until someone has seen the person's ID card."""
     number, born = _checked_id_number(id_number)
     digest = id_number_hash(number)
     _check_new(session, digest, phone)
     farmer = Farmer(name=name, phone=phone, birth_date=born, village=village,
                     id_number_ciphertext=vault().encrypt(number, ID_NUMBER_CONTEXT),
-                    id_number_hash=digest, id_number_masked=idnumber.mask(number))
+                    id_number_hash=digest, id_number_masked=idnumber.mask(number),
+                    identity_status=identity_status, public_id=public_id or uuid7())
     end_read(session, village)
     session.add(farmer)
     session.flush()

@@ -158,7 +158,8 @@ def _assignment_view(row: FieldAssignment, villages: dict[int, Village],
 def record_field_check(session: DbSession, *, client_id: uuid.UUID, application: Application,
                        coordinator_id: int, identity_verified: bool,
                        parcels: list[dict[str, Any]], notes: str,
-                       recorded_at: datetime) -> FieldCheck:
+                       recorded_at: datetime,
+                       flags: list[dict[str, Any]] | None = None) -> FieldCheck:
     """Record what a coordinator saw, once; then, if the application was waiting for it,
     decide it again (:func:`lending.applications.pipeline.resume`).
 
@@ -169,19 +170,25 @@ def record_field_check(session: DbSession, *, client_id: uuid.UUID, application:
     check, _created = record_check(
         session, client_id=client_id, application=application, coordinator_id=coordinator_id,
         identity_verified=identity_verified, parcels=parcels, notes=notes,
-        recorded_at=recorded_at)
+        recorded_at=recorded_at, flags=flags)
     return check
 
 
 def record_check(session: DbSession, *, client_id: uuid.UUID, application: Application,
                  coordinator_id: int, identity_verified: bool, parcels: list[dict[str, Any]],
-                 notes: str, recorded_at: datetime) -> tuple[FieldCheck, bool]:
+                 notes: str, recorded_at: datetime,
+                 flags: list[dict[str, Any]] | None = None) -> tuple[FieldCheck, bool]:
     """:func:`record_field_check`, also telling whether the check is new (``False``: the
-    stored one was returned, nothing was written, not even an audit event)."""
+    stored one was returned, nothing was written, not even an audit event).
+
+    ``flags``: the plausibility findings on the visits behind the check (the sync push hands
+    them over; lending never reads the field visits themselves), shown to staff on the case.
+    """
     coordinator = _coordinator_serving(session, coordinator_id, application)
     _lock(session, application)  # one check at a time per case (PostgreSQL; SQLite serialises)
     payload = _payload(application, coordinator, identity_verified=identity_verified,
                        parcels=parcels, notes=notes, recorded_at=recorded_at)
+    payload["flags"] = list(flags or [])
     stored = session.scalars(sa.select(FieldCheck).where(FieldCheck.client_id == client_id)).first()
     if stored is not None:
         if _stored_payload(stored) != payload:
@@ -197,7 +204,8 @@ def record_check(session: DbSession, *, client_id: uuid.UUID, application: Appli
     audit.record(session, "field_check.recorded", check, actor=actor, summary={
         "application_id": str(application.public_id), "client_id": str(client_id),
         "assignment_id": _public_id(session, FieldAssignment, check.assignment_id),
-        "identity_verified": identity_verified, "parcels": len(payload["parcels"])})
+        "identity_verified": identity_verified, "parcels": len(payload["parcels"]),
+        "flags": [flag.get("code") for flag in payload["flags"]]})
     if identity_verified:
         _verify_identity(session, application.farmer, check, actor)
     if resuming:
@@ -254,7 +262,7 @@ def _insert(session: DbSession, client_id: uuid.UUID, application: Application,
                        coordinator_id=coordinator.id,
                        identity_verified=payload["identity_verified"],
                        parcels=payload["parcels"], notes=payload["notes"],
-                       recorded_at=payload["recorded_at"])
+                       recorded_at=payload["recorded_at"], flags=payload["flags"])
     session.add(check)
     session.flush()
     if assignment is not None:
@@ -279,6 +287,84 @@ def _public_id(session: DbSession, model: Any, row_id: int | None) -> str | None
     if row_id is None:
         return None
     return str(session.scalar(sa.select(model.public_id).where(model.id == row_id)))
+
+
+# --- an assignment's other endings ----------------------------------------------------------------
+
+class AssignmentClosed(Conflict):
+    code = "assignment-closed"
+    title = lazy_gettext("The assignment is no longer open")
+
+
+REFUSED: Final = "field-check-refused"  # the flag on the check, the reason of the referral
+
+
+def _check_open(assignment: FieldAssignment) -> None:
+    if assignment.status != OPEN:
+        raise AssignmentClosed(_("The assignment is %(status)s", status=assignment.status))
+
+
+def complete_assignment(session: DbSession, assignment: FieldAssignment, *,
+                        coordinator_id: int, notes: str) -> FieldAssignment:
+    """Mark an assignment that is not a case's field check (a post-loan visit) done: the
+    visits recorded for it are the evidence; nothing is decided."""
+    _check_open(assignment)
+    _close(assignment, DONE, coordinator_id)
+    session.flush()
+    audit.record(session, "assignment.done", assignment,
+                 actor=_actor(session, coordinator_id), summary={"with_notes": bool(notes)})
+    return assignment
+
+
+def record_attempt(session: DbSession, assignment: FieldAssignment, *, coordinator_id: int,
+                   outcome: str, notes: str, recorded_at: datetime) -> FieldAssignment:
+    """A visit that found nobody (``farmer_absent``): the assignment stays open for another
+    try; the attempt is on the audit trail of the assignment."""
+    _check_open(assignment)
+    audit.record(session, "assignment.attempt", assignment,
+                 actor=_actor(session, coordinator_id),
+                 summary={"outcome": outcome, "recorded_at": recorded_at.isoformat(),
+                          "with_notes": bool(notes)})
+    return assignment
+
+
+def refuse(session: DbSession, assignment: FieldAssignment, *, client_id: uuid.UUID,
+           coordinator_id: int, notes: str, recorded_at: datetime) -> FieldCheck:
+    """The farmer refused the visit: the assignment closes (cancelled: nothing was checked),
+    a check saying so is filed with the flag ``field-check-refused`` and the coordinator's
+    notes, and a case waiting for the check goes to staff review with that reason (through
+    ``submitted``: the only way ``states`` allows)."""
+    _check_open(assignment)
+    application = assignment.application
+    coordinator = _coordinator_serving(session, coordinator_id, application)
+    _lock(session, application)
+    if application.state not in ACCEPTS_CHECK:
+        raise FieldCheckNotExpected(_("An application in state %(state)s takes no field check",
+                                      state=application.state))
+    actor = f"coordinator:{coordinator.public_id}"
+    check = FieldCheck(client_id=client_id, application_id=application.id,
+                       assignment_id=assignment.id, coordinator_id=coordinator.id,
+                       identity_verified=False, parcels=[], notes=notes[:NOTES_MAX],
+                       recorded_at=recorded_at, flags=[{"code": REFUSED}])
+    _close(assignment, CANCELLED, coordinator.id)
+    session.add(check)
+    session.flush()
+    audit.record(session, "assignment.refused", assignment, actor=actor, summary={
+        "application_id": str(application.public_id), "field_check_id": str(check.public_id)})
+    if application.state == states.AWAITING_FIELD_CHECK:
+        states.move(session, application, states.SUBMITTED, actor=actor, reason=REFUSED)
+        states.move(session, application, states.UNDER_REVIEW, actor=actor, reason=REFUSED,
+                    values={"retry_at": None})
+    return check
+
+
+def _actor(session: DbSession, coordinator_id: int) -> str:
+    return f"coordinator:{session.get_one(Coordinator, coordinator_id).public_id}"
+
+
+def _close(assignment: FieldAssignment, status: str, coordinator_id: int) -> None:
+    assignment.status, assignment.completed_at = status, utcnow()
+    assignment.completed_by_id = coordinator_id
 
 
 # --- the content of a check, checked and compared ------------------------------------------------
@@ -308,7 +394,7 @@ def _payload(application: Application, coordinator: Coordinator, *, identity_ver
 def _stored_payload(check: FieldCheck) -> dict[str, Any]:
     return {"application_id": check.application_id, "coordinator_id": check.coordinator_id,
             "identity_verified": check.identity_verified, "parcels": check.parcels,
-            "notes": check.notes, "recorded_at": check.recorded_at}
+            "notes": check.notes, "recorded_at": check.recorded_at, "flags": check.flags}
 
 
 def clean_parcels(parcels: Any, codes: set[str]) -> tuple[list[dict[str, Any]], Any]:
@@ -412,8 +498,15 @@ def check_views(session: DbSession, checks: list[FieldCheck]) -> list[dict[str, 
         "assignment_id": assignments[c.assignment_id].public_id if c.assignment_id else None,
         "coordinator": c.coordinator, "identity_verified": c.identity_verified,
         "parcels": c.parcels, "notes": c.notes, "recorded_at": c.recorded_at,
-        "received_at": c.created_at,
+        "received_at": c.created_at, "flags": [_flag_view(flag) for flag in c.flags or []],
     } for c in checks]
+
+
+def _flag_view(flag: dict[str, Any]) -> dict[str, Any]:
+    """A flag as staff read it: its code, the visit it was found on, and its figures."""
+    named = ("code", "visit_id", "kind")
+    return {"code": flag.get("code"), "visit_id": flag.get("visit_id"), "kind": flag.get("kind"),
+            "detail": {k: v for k, v in flag.items() if k not in named}}
 
 
 def checks_of(session: DbSession, application: Application) -> list[FieldCheck]:

@@ -78,6 +78,16 @@ class FieldCoordinatorSchema(ResponseSchema):
     name = fields.String()
 
 
+class FieldCheckFlagSchema(ResponseSchema):
+    code = fields.String(metadata={"description": "gps-far-from-parcel, impossible-travel, "
+                                                  "before-assignment, field-check-refused"})
+    visit_id = fields.String(allow_none=True, metadata={
+        "description": "The visit it was found on (null: the check itself)"})
+    kind = fields.String(allow_none=True, metadata={"description": "That visit's kind"})
+    detail = fields.Dict(keys=fields.String(), metadata={
+        "description": "The figures behind it (distance_m, speed_kmh, limits...)"})
+
+
 class FieldCheckSchema(ResponseSchema):
     id = public_id_field()
     client_id = fields.UUID(metadata={"description": "The device's own id for this check"})
@@ -90,6 +100,9 @@ class FieldCheckSchema(ResponseSchema):
     notes = fields.String()
     recorded_at = fields.DateTime(metadata={"description": "On the device's clock"})
     received_at = fields.DateTime(metadata={"description": "When the server stored it"})
+    flags = fields.List(fields.Nested(FieldCheckFlagSchema), metadata={
+        "description": "Plausibility findings on the visits behind the check (never a "
+                       "refusal): staff judge them"})
 
 
 class FieldCheckCreateSchema(Schema):

@@ -145,6 +145,9 @@ class FieldCheck(Model):
     parcels: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
     notes: Mapped[str] = mapped_column(sa.String(1000), default="")
     recorded_at: Mapped[Timestamp]  # the device's clock: metadata, not an order
+    # plausibility flags of the visits behind the check: [{"code", "visit_id", ...}]
+    flags: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list,
+                                                        server_default=sa.text("'[]'"))
 
     @classmethod
     def visible_to(cls, principal: Principal) -> sa.ColumnElement[bool]:
