@@ -5,6 +5,8 @@ operation types devices push and the entity kinds devices pull (:mod:`sync.regis
 protocol is written down in ``docs/sync-protocol.md``.
 """
 
+from pathlib import Path
+
 from flask import Flask
 
 from sync import feed, push, uploads
@@ -14,5 +16,8 @@ PARTS = (push, feed, uploads)
 
 def init_app(app: Flask) -> None:
     """Register sync's blueprints, jobs and CLI commands."""
+    from core.i18n import register_catalog  # noqa: PLC0415
+
+    register_catalog(app, Path(__file__).parent / "translations")
     for part in PARTS:
         part.init_app(app)

@@ -42,6 +42,7 @@ def _overrides(url: str, instance: Path) -> dict[str, Any]:
         "INSTANCE_PATH": str(instance),
         "NONGDAI_SEED_DEMO": False,
         "NONGDAI_SMS_SENDER": "log",
+        "NONGDAI_SYNC_UPLOAD_DIR": str(instance / "uploads"),
     }
 
 

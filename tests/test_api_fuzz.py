@@ -27,6 +27,7 @@ from schemathesis.openapi.checks import RejectedPositiveData
 from core.idempotency import HEADER
 from core.people import idnumber
 from lending.policy.models import CreditPolicy
+from sync.push.models import SyncConflict
 from tests import factories
 from tests.core.test_people_helpers import consent
 from tests.lending import review_factories as lending
@@ -74,6 +75,15 @@ OPAQUE = {
     "decision_model": "a JDM document; NUL is refused in any key or string of it, which JSON "
                       "Schema cannot state of free-form JSON",
 }
+
+
+@schemathesis.serializer("application/offset+octet-stream")
+def tus_chunk(_ctx: Any, value: Any) -> bytes:
+    """A tus chunk (PATCH /sync/uploads/{upload_id}) is raw bytes; schemathesis knows no
+    serializer for its media type. A generated non-string (a negative case) goes as JSON."""
+    if isinstance(value, bytes):
+        return value
+    return value.encode() if isinstance(value, str) else json.dumps(value).encode()
 
 
 def checks() -> list[Any]:
@@ -175,6 +185,13 @@ def known(session: Any) -> dict[str, str]:
     case = lending.application(session, farmer)  # under review, with a decision
     rows.update(application_id=case, product_id=case.product,
                 policy_id=session.get(CreditPolicy, case.policy_id))
+    _, device = factories.device_tokens(session, rows["coordinator_id"])
+    conflict = SyncConflict(kind="fuzz", entity_id=farmer.public_id, field="phone",
+                            server_value="a", device_value="b", device_id=device.id,
+                            op_id=uuid.uuid4(), base_version=1)
+    session.add(conflict)
+    session.flush()
+    rows.update(device_id=device, conflict_id=conflict)
     ids = {name: str(row.public_id) for name, row in rows.items()}
     session.commit()
     return ids

@@ -48,9 +48,9 @@ def responses(document: dict[str, Any], operation: dict[str, Any]) -> dict[str, 
 
 
 def _view(app: Flask, path: str, method: str) -> Any:
-    flask_path = re.sub(r"{(\w+)}", r"<uuid:\1>", path)
     (rule,) = [r for r in app.url_map.iter_rules()
-               if r.rule == flask_path and method.upper() in (r.methods or ())]
+               if re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r.rule) == path
+               and method.upper() in (r.methods or ())]
     return app.view_functions[rule.endpoint]
 
 
@@ -269,7 +269,8 @@ def test_whitespace_class_is_exactly_what_strip_removes() -> None:
 def _request_strings(document: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every string a request can carry: body properties (nested ones too) and query values."""
     pending = [op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-               for _, _, op in operations(document) if "requestBody" in op]
+               for _, _, op in operations(document)
+               if "application/json" in op.get("requestBody", {}).get("content", {})]
     seen: set[str] = set()
     while pending:
         name = pending.pop().rsplit("/", 1)[-1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,12 +110,15 @@ def test_every_string_of_every_body_refuses_nul(client: Any, session: Any) -> No
     case = lending.application(session, world.farmer_a)  # under review, in village A
     callers = {kind: f.auth_headers(session, row) for kind, row in (
         ("admin", world.admin), ("farmer", world.farmer_a),
-        ("coordinator", world.coordinator_a), ("reviewer", f.staff(session, ("reviewer",))))}
+        ("reviewer", f.staff(session, ("reviewer",))))}
+    # a coordinator syncs from a phone: a device-bound session
+    callers["coordinator"] = f.device_headers(session, world.coordinator_a)[0]
     document = client.get("/api/openapi.json").get_json()
     ids = {"farmer_id": world.farmer_a.public_id, "village_id": world.village_a.public_id,
            "station_id": world.station_a.public_id, "staff_id": world.admin.public_id,
            "coordinator_id": world.coordinator_a.public_id, "product_id": case.product.public_id,
-           "application_id": case.public_id}
+           "application_id": case.public_id,
+           "conflict_id": uuid.uuid4()}  # the body is refused before anything is looked up
     checked = 0
     for method, path, name in _bodies(document):
         url = path.format(**ids)

@@ -29,6 +29,8 @@ from core.auth.models import Device
 from core.authz import Principal, rule_for
 from core.errors import NongdaiError
 from lending.policy.models import CreditPolicy
+from sync.push.models import SyncConflict
+from sync.uploads.models import Upload
 from tests import factories as f
 from tests.core.test_people_helpers import API, assert_problem, consent, creating
 from tests.lending import review_factories as lending
@@ -48,8 +50,18 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
         "parcels": [], "recorded_at": "2026-11-29T08:00:00+08:00"},
     ("POST", "/review/applications/<uuid:application_id>/actions"): {
         "action": "recommend_approve", "reason": "材料齐全"},
+    ("POST", "/sync/conflicts/<uuid:conflict_id>/resolve"): {
+        "resolution": "keep_server", "reason": "以行里为准"},
 }
 PATCH_BODY = {"name": "新名字"}
+# tus routes speak in headers: the protocol version on every request, an (empty) chunk at
+# the server's offset on PATCH.
+TUS = {"Tus-Resumable": "1.0.0"}
+RAW: dict[tuple[str, str], dict[str, Any]] = {
+    ("PATCH", "/sync/uploads/<uuid:upload_id>"): {"data": b"", "headers": {
+        **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}},
+    ("DELETE", "/sync/uploads/<uuid:upload_id>"): {"headers": TUS},
+}
 # Routes whose answer on one's own object depends on its state: 409 there still shows that the
 # object was found (the walk is about 404 for others' objects, not about the state machine).
 STATE_BOUND = {
@@ -77,8 +89,17 @@ def _side(session: Any) -> tuple[Side, dict[str, Any]]:
     session.add(device)
     session.flush()
     case = lending.application(session, farmer)  # under review, with its product and policy
+    upload = Upload(coordinator_id=coordinator.id, sha256="0" * 64, length=1, offset=0,
+                    content_type="image/jpeg")
+    session.add(upload)
+    conflict = SyncConflict(kind="farmer", entity_id=farmer.public_id, field="phone",
+                            server_value="a", device_value="b", device_id=device.id,
+                            op_id=uuid.uuid4(), base_version=1)
+    session.add(conflict)
+    session.flush()
     rows = {"village": village, "station": station, "coordinator": coordinator,
             "farmer": farmer, "consent": consent(session, farmer), "device": device,
+            "upload": upload, "conflict": conflict,
             "staff": f.staff(session, ("reviewer",)), "application": case,
             "product": case.product, "policy": session.get(CreditPolicy, case.policy_id)}
     ids = {"county_id": village.township.county.public_id,
@@ -121,6 +142,10 @@ class Walker:
         assert not unknown, f"{method} {rule.rule}: add objects of kind {unknown} to this test"
         values = {name: side.ids[name] for name in names}
         path = self.app.url_map.bind("localhost").build(rule.endpoint, values)
+        raw = RAW.get((method, relative))
+        if raw is not None:
+            return self.client.open(path, method=method, data=raw.get("data"),
+                                    headers={**self.headers, **raw["headers"]})
         body = PATCH_BODY if method == "PATCH" else BODIES.get((method, relative))
         headers = self.headers
         if method == "POST":
@@ -162,7 +187,10 @@ def sides(session: Any) -> tuple[tuple[Side, dict[str, Any]], tuple[Side, dict[s
 def _walker(app: Any, client: Any, session: Any, kind: str, row: Any) -> Walker:
     principal = Principal(kind=kind, id=row.id, public_id=row.public_id,
                           roles=frozenset({kind}))
-    return Walker(app, client, principal, f.auth_headers(session, row))
+    # A coordinator signs in on a phone (a device-bound session), as sync routes require.
+    headers = (f.device_headers(session, row)[0] if kind == "coordinator"
+               else f.auth_headers(session, row))
+    return Walker(app, client, principal, headers)
 
 
 def test_a_coordinator_gets_404_for_everything_of_another_village(
@@ -181,8 +209,12 @@ def test_a_coordinator_gets_404_for_everything_of_another_village(
         "POST /api/v1/devices/<uuid:device_id>/revoke",
         "GET /api/v1/applications/<uuid:application_id>",
         "POST /api/v1/applications/<uuid:application_id>/field-checks",
+        "PATCH /api/v1/sync/uploads/<uuid:upload_id>",
+        "DELETE /api/v1/sync/uploads/<uuid:upload_id>",
+        "GET /api/v1/sync/devices/<uuid:device_id>",
     }
     assert {label for label, status in outcome.items() if status == 403} >= {
+        "POST /api/v1/sync/conflicts/<uuid:conflict_id>/resolve",
         "PATCH /api/v1/villages/<uuid:village_id>",
         "PATCH /api/v1/stations/<uuid:station_id>",
         "GET /api/v1/coordinators/<uuid:coordinator_id>",
