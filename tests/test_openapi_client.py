@@ -45,7 +45,12 @@ def base_url(app: Any) -> Iterator[str]:
 
 def _generate(base_url: str, folder: Path) -> None:
     config = folder / "config.json"
-    config.write_text(json.dumps({"package_name_override": PACKAGE, "post_hooks": []}))
+    # A tus chunk (PATCH /sync/uploads/{id}) is raw bytes under tus's own media type, which
+    # the generator knows only by its generic name.
+    config.write_text(json.dumps({
+        "package_name_override": PACKAGE, "post_hooks": [],
+        "content_type_overrides": {"application/offset+octet-stream": "application/octet-stream"},
+    }))
     command = [sys.executable, "-m", "openapi_python_client", "generate",
                "--url", f"{base_url}/api/openapi.json", "--meta", "none",
                "--output-path", str(folder / PACKAGE), "--config", str(config),
