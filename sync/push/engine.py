@@ -33,6 +33,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from core.authz import Principal
 from core.db import DbSession, begin_read, end_read, savepoint, utcnow
+from core.errors import NongdaiError
 from core.i18n import gettext
 from core.lifecycle import note_audit_event
 from sync import registry
@@ -44,6 +45,7 @@ from sync.push.outcomes import (
     DEFERRED,
     INVALID_PAYLOAD,
     NOT_ALLOWED,
+    NOT_FOUND,
     REJECTED,
     RETRY_LATER,
     SEQ_BEHIND,
@@ -215,15 +217,8 @@ class Batch:
         try:
             outcome = operation.apply(self.ctx, op)
             unit = self._unit(index, op, outcome)
-        except Rejected as exc:
-            self.ctx.take()
-            self._reject(index, op, exc)
-        except Deferred as exc:
-            self.ctx.take()
-            self._defer(index, exc.reason, str(exc.detail))
-        except Exception:
-            self.ctx.take()
-            self._failed(index, op)
+        except Exception as exc:  # sorted by _not_applied; never a 500
+            self._not_applied(index, op, exc)
         else:
             self.pending.append(unit)
             self._applied(unit)
@@ -240,20 +235,24 @@ class Batch:
                 unit = self._unit(index, op, outcome)
                 self.session.flush()
                 writer.write(self.session, [unit])
-        except Rejected as exc:
-            self.ctx.take()
-            self._reject(index, op, exc)
-        except Deferred as exc:
-            self.ctx.take()
-            self._defer(index, exc.reason, str(exc.detail))
-        except (IntegrityError, DataError) as exc:  # refused by the database: final
-            self.ctx.take()
-            self._reject(index, op, Rejected(*_refusal(exc)))
-        except Exception:
-            self.ctx.take()
-            self._failed(index, op)
+        except Exception as exc:  # sorted by _not_applied; never a 500
+            self._not_applied(index, op, exc)
         else:
             self._applied(unit)
+
+    def _not_applied(self, index: int, op: Op, exc: Exception) -> None:
+        """An operation that raised: a refusal is final (``rejected``: the handler's own, the
+        database's, or a domain service's 4xx problem), a ``Deferred`` waits, anything else is
+        the server's fault and waits too (``retry-later``), logged."""
+        self.ctx.take()
+        if isinstance(exc, Deferred):
+            self._defer(index, exc.reason, str(exc.detail))
+            return
+        refusal = exc if isinstance(exc, Rejected) else _refusal(exc)
+        if refusal is None:
+            self._failed(index, op)
+        else:
+            self._reject(index, op, refusal)
 
     def _unit(self, index: int, op: Op, outcome: Outcome) -> Unit:
         rows, flags = self.ctx.take()
@@ -330,7 +329,9 @@ class Batch:
             log.warning("sync operation %s could not be written (%s)", unit.op.type,
                         type(exc).__name__)
             return False
-        reason, detail = _refusal(refused)
+        rejection = _refusal(refused)
+        reason, detail = (rejection.reason, rejection.detail) if rejection else (
+            INVALID_PAYLOAD, gettext("A value of the operation cannot be stored"))
         rejected = Unit(unit.index, unit.op, [], self._record(
             unit.op, REJECTED, None, [], reason=reason, detail=detail))
         try:
@@ -386,10 +387,20 @@ def _config() -> Mapping[str, Any]:
 __all__ = ["Context", "Deferred", "Outcome", "Rejected", "SyncOp", "push"]
 
 
-def _refusal(exc: IntegrityError | DataError) -> tuple[str, str]:
-    """Why the database refused an operation's rows: a unique key taken (``not-allowed``) or
-    a value it cannot store (``invalid-payload``). Retrying would not help: final."""
+def _refusal(exc: Exception) -> Rejected | None:
+    """Why an operation is refused for good, or None for an error of the server's. The
+    database: a unique key taken (``not-allowed``), a value it cannot store
+    (``invalid-payload``). A domain service's 4xx problem (what the same input would get from
+    the online API): 404 ``not-found``, 400/422 ``invalid-payload`` with its errors, any other
+    (409…) ``not-allowed``; 429 is a wait, not a refusal. Retrying a refusal would not help, and
+    a queue held by one would stop the device for good."""
     if isinstance(exc, IntegrityError):
-        return NOT_ALLOWED, gettext("The operation conflicts with a record the server already "
-                                    "holds")
-    return INVALID_PAYLOAD, gettext("A value of the operation cannot be stored")
+        return Rejected(NOT_ALLOWED, gettext("The operation conflicts with a record the server "
+                                             "already holds"))
+    if isinstance(exc, DataError):
+        return Rejected(INVALID_PAYLOAD, gettext("A value of the operation cannot be stored"))
+    if not isinstance(exc, NongdaiError) or exc.status >= 500 or exc.status == 429:
+        return None
+    reason = {404: NOT_FOUND}.get(exc.status) or (
+        INVALID_PAYLOAD if exc.status in {400, 422} else NOT_ALLOWED)
+    return Rejected(reason, str(exc.detail), exc.errors)

@@ -22,6 +22,7 @@ DUPLICATE, REJECTED, DEFERRED = "duplicate", "rejected", "deferred"
 WAITING, SEQ_BEHIND, RETRY_LATER = "waiting-earlier-seq", "seq-behind", "retry-later"
 HASH_MISMATCH, OP_ID_REUSED, UNKNOWN_TYPE = "hash-mismatch", "op-id-reused", "unknown-type"
 INVALID_PAYLOAD, NOT_ALLOWED = "invalid-payload", "not-allowed"
+NOT_FOUND = "not-found"
 CLOCK_SKEW, SEQ_REGRESSION = "clock-skew", "seq-regression"
 
 OPS = writer.OPS

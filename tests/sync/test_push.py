@@ -358,3 +358,26 @@ def test_a_batch_may_be_larger_than_an_ordinary_body(pclient, world) -> None:
 def test_nul_in_a_payload_rejects_that_operation_alone(pclient, world) -> None:
     answer = push(pclient, world["headers"], op(1, {"text": "a\x00b"}), op(2, {"text": "ok"}))
     assert statuses(answer) == [(1, "rejected", "invalid-payload"), (2, "applied", None)]
+
+
+def test_a_domain_refusal_is_final_and_a_server_error_waits(pclient, world) -> None:
+    """A service's 4xx problem inside a handler (what the online API would answer for the same
+    input) rejects that operation for good, so it never holds the device's queue; a bug of the
+    server's is deferred ``retry-later`` and the queue waits behind it, nothing lost."""
+    from core.errors import Conflict, NotFound, ValidationFailed  # noqa: PLC0415
+    from sync.registry import register_operation  # noqa: PLC0415
+
+    raised = {"missing": NotFound(), "invalid": ValidationFailed(errors={"name": ["bad"]}),
+              "clash": Conflict(), "bug": RuntimeError("boom")}
+
+    def refuse(_ctx: Any, one: Any) -> Any:
+        raise raised[one.payload["text"]]
+
+    register_operation(pclient.application, "test_refuse", refuse, immediate=True)
+    answer = push(pclient, world["headers"],
+                  *[op(n, {"text": text}, type_="test_refuse")
+                    for n, text in enumerate(("missing", "invalid", "clash", "bug"), start=1)])
+    assert statuses(answer) == [(1, "rejected", "not-found"), (2, "rejected", "invalid-payload"),
+                                (3, "rejected", "not-allowed"), (4, "deferred", "retry-later")]
+    assert answer["results"][1]["errors"] == {"name": ["bad"]}
+    assert answer["acked_seq"] == 3
