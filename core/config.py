@@ -83,6 +83,8 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "NONGDAI_LOG_LEVEL": _env(env, "LOG_LEVEL", "INFO"),
         # The calendar day of the bank (interest accrual, due dates, jobs' business dates).
         "NONGDAI_BUSINESS_TIMEZONE": _timezone(_env(env, "BUSINESS_TIMEZONE") or "Asia/Shanghai"),
+        # pins the business date (tests, the season simulation); unset in production
+        "NONGDAI_BUSINESS_DATE": _env(env, "BUSINESS_DATE"),
         # External services (used by the origination issue; loopback reference services by default).
         "NONGDAI_LAND_REGISTRY_URL": _env(env, "LAND_REGISTRY_URL", ""),
         "NONGDAI_INSURANCE_REGISTRY_URL": _env(env, "INSURANCE_REGISTRY_URL", ""),

@@ -127,7 +127,14 @@ def _release(name: str, status: str, job_run: JobRun) -> None:
 
 
 def business_date(at: datetime | None = None) -> date:
-    """The bank's calendar day at ``at`` (default now), in ``NONGDAI_BUSINESS_TIMEZONE``."""
+    """The bank's calendar day at ``at`` (default now), in ``NONGDAI_BUSINESS_TIMEZONE``.
+
+    ``NONGDAI_BUSINESS_DATE`` (``YYYY-MM-DD``) pins "today" for tests and the season
+    simulation: the business-date clock. It never applies when ``at`` is given.
+    """
+    pinned = current_app.config.get("NONGDAI_BUSINESS_DATE")
+    if at is None and pinned:
+        return pinned if isinstance(pinned, date) else date.fromisoformat(str(pinned))
     zone = ZoneInfo(str(current_app.config.get("NONGDAI_BUSINESS_TIMEZONE", "Asia/Shanghai")))
     return (at or utcnow()).astimezone(zone).date()
 

@@ -1,18 +1,19 @@
-"""Lending: products, credit policy, registry clients, applications and their review.
+"""Lending: products, credit policy, registry clients, applications and their review, and
+servicing on the double-entry ledger.
 
-Each part registers its own blueprints, jobs and commands through its ``init_app``; servicing
-(loans, ledger) joins here later. ``devicefeed`` publishes farmers (with their registry
-parcels) and field assignments to coordinators' devices through ``sync``.
+Each part registers its own blueprints, jobs and commands through its ``init_app``.
+``devicefeed`` publishes farmers (with their registry parcels) and field assignments to
+coordinators' devices through ``sync``.
 """
 
 from pathlib import Path
 
 from flask import Flask
 
-from lending import applications, policy, products, registries
+from lending import applications, ledger, policy, products, registries, servicing
 
 # The credit policy first: the demo products are checked against its crop table.
-PARTS = (policy, products, registries, applications)
+PARTS = (policy, products, registries, applications, ledger, servicing)
 
 
 def start_reference_registries(app: Flask) -> str | None:

@@ -10,6 +10,7 @@ is a new row.
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -113,7 +114,11 @@ class FieldAssignment(Model):
     application_id: Mapped[int] = fk("loan_applications.id", index=True)
     application: Mapped[Application] = relationship()
     village_id: Mapped[int] = fk("villages.id")
+    # field_check (before a decision) | post_loan_disbursed | post_loan_harvest |
+    # post_loan_overdue (after disbursement: servicing opens these, with the loan)
     kind: Mapped[str] = mapped_column(sa.String(30), default="field_check")
+    loan_id: Mapped[int | None] = fk("loans.id", nullable=True, index=True)
+    due_on: Mapped[date | None] = mapped_column(sa.Date, nullable=True)  # visit by this day
     status: Mapped[str] = mapped_column(sa.String(20), default="open")  # open|done|cancelled
     completed_at: Mapped[Timestamp | None] = mapped_column(nullable=True)
     completed_by_id: Mapped[int | None] = fk("coordinators.id", nullable=True)

@@ -1,0 +1,119 @@
+"""Posting money events: one balanced journal transaction per event, its entries, and the
+loan balance columns that cache the per-loan accounts, all in the caller's transaction.
+
+Services call :func:`post` (or :func:`reverse`); they never write a balance column themselves.
+It flushes and never commits, like every service. A second posting of the same ``(kind,
+reference)`` raises :class:`AlreadyPosted` and leaves the session usable (a savepoint).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from core.db import DbSession, table
+from core.errors import Conflict
+from core.i18n import lazy_gettext
+from lending.ledger import accounts
+from lending.ledger.models import JournalEntry, JournalTransaction
+
+
+@dataclass(frozen=True)
+class Line:
+    """One entry to post: debit positive, credit negative."""
+
+    account: str
+    amount_fen: int
+    loan_id: int | None = None
+
+
+class Unbalanced(ValueError):
+    """A programming error: entries that do not sum to zero, an unknown account, a per-loan
+    account without its loan. Never shown to a client as anything but a 500."""
+
+
+class AlreadyPosted(Conflict):
+    code = "already-posted"
+    title = lazy_gettext("This money event has already been booked")
+
+
+def check_lines(lines: Sequence[Line]) -> None:
+    """Raise :class:`Unbalanced` unless ``lines`` form one valid, balanced transaction."""
+    if not lines:
+        raise Unbalanced("a journal transaction needs entries")
+    for line in lines:
+        if line.account not in accounts.ALL:
+            raise Unbalanced(f"unknown account {line.account!r}")
+        if line.amount_fen == 0 or not isinstance(line.amount_fen, int):
+            raise Unbalanced(f"entry on {line.account} must be a nonzero integer of fen")
+        if (line.account in accounts.PER_LOAN) != (line.loan_id is not None):
+            raise Unbalanced(f"{line.account} entries carry a loan id exactly when per-loan")
+    total = sum(line.amount_fen for line in lines)
+    if total != 0:
+        raise Unbalanced(f"entries sum to {total} fen, not zero")
+
+
+def post(session: DbSession, *, kind: str, reference: str, business_date: date,
+         lines: Iterable[Line], actor: str, loan_id: int | None = None,
+         memo: dict[str, Any] | None = None,
+         reverses_id: int | None = None) -> JournalTransaction:
+    """Post one balanced transaction and move the loans' cached balances with it."""
+    lines = [line for line in lines if line.amount_fen != 0]
+    check_lines(lines)
+    journal = JournalTransaction(kind=kind, reference=reference, business_date=business_date,
+                                 loan_id=loan_id, actor=actor, memo=memo or {},
+                                 reverses_id=reverses_id)
+    try:
+        with session.begin_nested():
+            session.add(journal)
+            session.flush()
+    except IntegrityError as exc:
+        raise AlreadyPosted() from exc
+    session.execute(sa.insert(_entries), [
+        {"journal_id": journal.id, "account": line.account, "loan_id": line.loan_id,
+         "amount_fen": line.amount_fen} for line in lines])
+    _move_balances(session, lines)
+    return journal
+
+
+def reverse(session: DbSession, journal: JournalTransaction, *, business_date: date,
+            actor: str, memo: dict[str, Any] | None = None) -> JournalTransaction:
+    """Post the mirror image of ``journal`` (a correction); a transaction is reversed once."""
+    lines = [Line(e.account, -e.amount_fen, e.loan_id) for e in journal.entries]
+    return post(session, kind="reversal", reference=f"{journal.kind}:{journal.reference}",
+                business_date=business_date, lines=lines, actor=actor, loan_id=journal.loan_id,
+                memo=memo, reverses_id=journal.id)
+
+
+def _move_balances(session: DbSession, lines: Sequence[Line]) -> None:
+    from lending.servicing.models import Loan  # noqa: PLC0415 - the loan is servicing's
+
+    moves: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for line in lines:
+        if line.loan_id is not None:
+            column, sign = accounts.LOAN_COLUMNS[line.account]
+            moves[line.loan_id][column] += sign * line.amount_fen
+    for loan_id, deltas in moves.items():
+        values = {name: getattr(Loan, name) + delta for name, delta in deltas.items() if delta}
+        if values:
+            session.execute(sa.update(Loan).where(Loan.id == loan_id).values(values)
+                            .execution_options(synchronize_session="evaluate"))
+
+
+def loan_balances(session: DbSession, loan_id: int) -> dict[str, int]:
+    """The loan's per-loan account balances as the ledger says (debit +), every account."""
+    rows = session.execute(
+        sa.select(_entries.c.account, sa.func.sum(_entries.c.amount_fen))
+        .where(_entries.c.loan_id == loan_id).group_by(_entries.c.account)).all()
+    found = {account: int(total) for account, total in rows}
+    return {account: found.get(account, 0) for account in sorted(accounts.PER_LOAN)}
+
+
+_entries = table(JournalEntry)
+_journals = table(JournalTransaction)
