@@ -117,6 +117,23 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "NONGDAI_SYNC_STORE": _env(env, "SYNC_STORE", "filesystem"),
         "NONGDAI_PLAUSIBLE_GPS_METERS": _int(env, "PLAUSIBLE_GPS_METERS", 500),
         "NONGDAI_PLAUSIBLE_SPEED_KMH": _int(env, "PLAUSIBLE_SPEED_KMH", 120),
+        # Servicing (see docs/servicing.md). Penalty interest on overdue amounts, as a
+        # percentage of the contract rate (PBoC practice: 130-150 %).
+        "NONGDAI_PENALTY_RATE_PCT": _int(env, "PENALTY_RATE_PCT", 150),
+        # Payment channels: JSON {"channel code": "shared secret"} for signed notifications.
+        "NONGDAI_PAYMENT_CHANNEL_SECRETS": _env(env, "PAYMENT_CHANNEL_SECRETS",
+                                                '{"demo-pay": "demo-channel-secret"}'),
+        # Reminders: days before a due date, and days after a missed one, an SMS goes out.
+        "NONGDAI_REMINDER_DAYS_BEFORE": _env(env, "REMINDER_DAYS_BEFORE", "3"),
+        "NONGDAI_REMINDER_DAYS_AFTER": _env(env, "REMINDER_DAYS_AFTER", "1,7,30"),
+        # A post-loan visit is asked for this many days before a loan's harvest due date.
+        "NONGDAI_HARVEST_VISIT_DAYS": _int(env, "HARVEST_VISIT_DAYS", 14),
+        # Loans per chunk (one commit each) in the daily job.
+        "NONGDAI_DAILY_CHUNK": _int(env, "DAILY_CHUNK", 20_000),
+        # An insurance claim with an assessed loss ratio at or above this opens relief (percent).
+        "NONGDAI_RELIEF_LOSS_RATIO_PCT": _int(env, "RELIEF_LOSS_RATIO_PCT", 30),
+        # Where `flask payouts export` writes payout instruction files for the core system.
+        "NONGDAI_PAYOUT_EXPORT_DIR": _env(env, "PAYOUT_EXPORT_DIR") or str(instance / "payouts"),
         # Staff review: a reviewer approves up to this amount; above it needs the approver role.
         "NONGDAI_REVIEWER_AUTHORITY_FEN": _int(env, "REVIEWER_AUTHORITY_FEN", 5_000_000),
         # Languages: Chinese first; English when the client asks for it (Accept-Language).
@@ -173,6 +190,8 @@ def check_production(config: Mapping[str, Any]) -> None:
         problems.append("NONGDAI_DATA_KEY is the demo key")
     if config.get("NONGDAI_SMS_SENDER", "log") == "log":
         problems.append("NONGDAI_SMS_SENDER is the demo log sender (it keeps codes in a file)")
+    if "demo-channel-secret" in str(config.get("NONGDAI_PAYMENT_CHANNEL_SECRETS", "")):
+        problems.append("NONGDAI_PAYMENT_CHANNEL_SECRETS holds the demo channel secret")
     for name in ("NONGDAI_LAND_REGISTRY_URL", "NONGDAI_INSURANCE_REGISTRY_URL"):
         if not config.get(name):
             problems.append(f"{name} is not set (the reference registry is for the demo)")

@@ -17,6 +17,8 @@ repayment_clearing        debit   received from a payment channel or a branch, t
 interest_income           credit  interest earned
 penalty_income            credit  penalty interest earned
 relief_expense            debit   penalties waived and interest forgiven under relief
+core_settlement           credit  the bank's settlement account with its core banking system
+                                  (a confirmed payout is paid from it)
 ========================  ======  ==========================================================
 """
 
@@ -33,11 +35,12 @@ REPAYMENT_CLEARING: Final = "repayment_clearing"
 INTEREST_INCOME: Final = "interest_income"
 PENALTY_INCOME: Final = "penalty_income"
 RELIEF_EXPENSE: Final = "relief_expense"
+CORE_SETTLEMENT: Final = "core_settlement"
 
 PER_LOAN: Final = frozenset({LOAN_PRINCIPAL, INTEREST_RECEIVABLE, PENALTY_RECEIVABLE,
                              OVERPAYMENT})
 BANK: Final = frozenset({PAYOUT_CLEARING, REPAYMENT_CLEARING, INTEREST_INCOME, PENALTY_INCOME,
-                         RELIEF_EXPENSE})
+                         RELIEF_EXPENSE, CORE_SETTLEMENT})
 ALL: Final = PER_LOAN | BANK
 
 # The loan column that caches each per-loan account's balance, and the sign that turns the

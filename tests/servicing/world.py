@@ -46,8 +46,10 @@ def build(session: Any) -> World:
     version = policy.seed_demo(session, [county.code])
     assert version is not None
     seeded = {p.repayment_type: p for p in products.seed_demo(session, [county.code])}
-    world = World(village=village, other_village=other, coordinator=f.coordinator(session, station),
-                  reviewer=f.staff(session, ("reviewer",)), approver=f.staff(session, ("approver",)),
+    world = World(village=village, other_village=other,
+                  coordinator=f.coordinator(session, station),
+                  reviewer=f.staff(session, ("reviewer",)),
+                  approver=f.staff(session, ("approver",)),
                   second_approver=f.staff(session, ("approver",)), policy=version,
                   spring=seeded["bullet_at_harvest"], line=seeded["revolving_line"],
                   products=seeded)
