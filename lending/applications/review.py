@@ -59,7 +59,7 @@ class RecommendationRequired(Conflict):
 
 class FourEyes(Conflict):
     code = "four-eyes"
-    title = lazy_gettext("Who recommended on a case cannot also decide it")
+    title = lazy_gettext("Who proposed or recommended this cannot also approve it")
 
 
 class ApproverRequired(Forbidden):

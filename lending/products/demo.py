@@ -33,6 +33,12 @@ DEMO_PRODUCTS: tuple[dict[str, Any], ...] = (
      "min_amount_fen": 1_000 * YUAN, "max_amount_fen": 100_000 * YUAN,
      "min_term_months": 6, "max_term_months": 36, "annual_rate_bp": 520,
      "crops": [], "auto_ceiling_fen": 20_000 * YUAN},
+    {"code": "monthly-interest-maturity", "name": "按月付息贷",
+     "description": "每月只付利息、到期一次归还本金。适合种养大户周转资金。卖货后集中还本。",
+     "repayment_type": "interest_monthly_principal_at_maturity",
+     "min_amount_fen": 1_000 * YUAN, "max_amount_fen": 200_000 * YUAN,
+     "min_term_months": 3, "max_term_months": 24, "annual_rate_bp": 480,
+     "crops": [], "auto_ceiling_fen": 30_000 * YUAN},
 )
 
 

@@ -85,7 +85,7 @@ class Loan(Model):
 
     # delinquency, as of the last business date the daily job ran
     dpd: Mapped[int] = mapped_column(default=0)
-    bucket: Mapped[str] = mapped_column(sa.String(6), default="current")
+    bucket: Mapped[str] = mapped_column(sa.String(10), default="current")
     oldest_due_date: Mapped[date | None] = mapped_column(sa.Date, nullable=True)
     aged_through: Mapped[date | None] = mapped_column(sa.Date, nullable=True)
     # insurance relief: ageing and penalties paused while a relief case is open

@@ -52,7 +52,7 @@ def upgrade():
     sa.Column('penalty_carry', sa.BigInteger(), nullable=False),
     sa.Column('accrued_through', sa.Date(), nullable=True),
     sa.Column('dpd', sa.Integer(), nullable=False),
-    sa.Column('bucket', sa.String(length=6), nullable=False),
+    sa.Column('bucket', sa.String(length=10), nullable=False),
     sa.Column('oldest_due_date', sa.Date(), nullable=True),
     sa.Column('aged_through', sa.Date(), nullable=True),
     sa.Column('relief_paused', sa.Boolean(), nullable=False),

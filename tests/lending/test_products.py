@@ -446,7 +446,8 @@ def test_seed_demo_creates_the_demo_products_once(session: Any, world: World) ->
     again = seed_demo(session, codes)
 
     by_type = {p.repayment_type: p for p in products}
-    assert set(by_type) == {"bullet_at_harvest", "revolving_line", "equal_instalments"}
+    assert set(by_type) == {"bullet_at_harvest", "revolving_line", "equal_instalments",
+                            "interest_monthly_principal_at_maturity"}
     planting, line = by_type["bullet_at_harvest"], by_type["revolving_line"]
     assert planting.name == "春耕贷"
     assert (planting.min_term_months, planting.max_term_months) == (3, 12)
@@ -459,8 +460,8 @@ def test_seed_demo_creates_the_demo_products_once(session: Any, world: World) ->
         36, 20_000_000, 3_000_000)
     assert all(p.county_codes == codes and p.is_active for p in products)
     assert [p.id for p in again] == [p.id for p in products]
-    assert session.scalar(sa.select(sa.func.count()).select_from(LoanProduct)) == 3
-    assert len(_audits(session, "loan_product.create")) == 3
+    assert session.scalar(sa.select(sa.func.count()).select_from(LoanProduct)) == 4
+    assert len(_audits(session, "loan_product.create")) == 4
 
 
 def test_the_embedded_demo_seeds_products_for_every_county(app: Any, session: Any) -> None:
@@ -472,8 +473,8 @@ def test_the_embedded_demo_seeds_products_for_every_county(app: Any, session: An
     assert line is not None
     assert "春耕贷" in line
     products = list(session.scalars(sa.select(LoanProduct)))
-    assert len(products) == 3
+    assert len(products) == 4
     assert all(p.county_codes == codes for p in products)
     assert seeder(session) == "demo data: loan products already present, left as is"
-    assert session.scalar(sa.select(sa.func.count()).select_from(LoanProduct)) == 3
+    assert session.scalar(sa.select(sa.func.count()).select_from(LoanProduct)) == 4
     assert seeder in app.extensions[SEEDERS]

@@ -79,3 +79,8 @@ def approved(session: Any, world: World, who: Farmer, *, product: LoanProduct | 
     session.add(row)
     session.flush()
     return row
+
+
+def coordinator_of(session: Any, village: Village) -> Coordinator:
+    """A coordinator at a new station serving ``village`` only (e.g. the other village)."""
+    return f.coordinator(session, f.station(session, [village]))
