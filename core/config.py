@@ -85,6 +85,9 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "NONGDAI_BUSINESS_TIMEZONE": _timezone(_env(env, "BUSINESS_TIMEZONE") or "Asia/Shanghai"),
         # pins the business date (tests, the season simulation); unset in production
         "NONGDAI_BUSINESS_DATE": _env(env, "BUSINESS_DATE"),
+        # The first business date a daily job catches up from when it has never run (default:
+        # today); see docs/operations.md.
+        "NONGDAI_JOBS_START": _env(env, "JOBS_START"),
         # External services (used by the origination issue; loopback reference services by default).
         "NONGDAI_LAND_REGISTRY_URL": _env(env, "LAND_REGISTRY_URL", ""),
         "NONGDAI_INSURANCE_REGISTRY_URL": _env(env, "INSURANCE_REGISTRY_URL", ""),
