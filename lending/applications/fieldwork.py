@@ -66,7 +66,7 @@ class FieldCheckNotExpected(Conflict):
 
 def _open_assignment(session: DbSession, application_id: int) -> FieldAssignment | None:
     return session.scalars(sa.select(FieldAssignment).where(
-        FieldAssignment.application_id == application_id,
+        FieldAssignment.application_id == application_id, FieldAssignment.kind == FIELD_CHECK,
         FieldAssignment.status == OPEN)).first()
 
 

@@ -41,8 +41,10 @@ class InformationAnswer(Model):
         return cls.application_id.in_(scoped)
 
 
-# At most one open field_check assignment per application: ``open_assignment`` returns the open
+# At most one open field_check assignment per application (post-loan visits, one per kind and
+# occasion, are servicing's): ``open_assignment`` returns the open
 # one, and this index makes two concurrent calls unable to open a second.
 ONE_OPEN_ASSIGNMENT = sa.Index(
     "uq_field_assignments_open_application", FieldAssignment.application_id, unique=True,
-    postgresql_where=sa.text("status = 'open'"), sqlite_where=sa.text("status = 'open'"))
+    postgresql_where=sa.text("status = 'open' AND kind = 'field_check'"),
+    sqlite_where=sa.text("status = 'open' AND kind = 'field_check'"))
