@@ -1,0 +1,279 @@
+"""Repayments: money received for a loan, allocated and booked, once per channel reference.
+
+:func:`book` takes a payment (a channel's signed notification, or a branch's record):
+
+1. It locks the loan row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite serialises writers),
+   so concurrent payments for one loan book one after the other on fresh balances.
+2. ``(channel, reference)`` seen before: the same content (its fingerprint) returns the stored
+   repayment, other content is refused (409 ``reference-reused``).
+3. It accrues interest and penalty to the business date (:func:`accrue_to`).
+4. It allocates the amount: penalty, then interest, then principal, and the rest is an
+   overpayment, credited to the loan's ``overpayment`` account (shown to the farmer; staff
+   refund it with :func:`refund`). One journal: D ``repayment_clearing`` (the amount) /
+   C ``penalty_receivable``, ``interest_receivable``, ``loan_principal``, ``overpayment``.
+5. Installments record what was paid, in this order: interest to the open installments'
+   scheduled interest in due order; principal to the installments due on or before the
+   business date (oldest first), then to the current one (the next due); what is left of
+   principal is an early repayment, applied from the *last* installment backwards, so the next
+   due amounts stay as scheduled and the loan ends sooner. A line has one installment per draw
+   (:mod:`lending.servicing.lines`) and pays its draws oldest first. An installment is paid
+   (``paid_on``) when its principal is paid and its scheduled interest is paid, or, once due,
+   when no accrued interest is left owing.
+6. A term loan owing no principal, interest or penalty is ``settled`` (``settled_on``, every
+   open installment closed). A line (penalty, interest, drawn principal) stays
+   active while it can be drawn, and settles when repaid after ``line_ends_on``.
+
+A refund posts D ``overpayment`` / C ``repayment_clearing``: the credit leaves the loan and
+the money goes back out through the clearing account it came in by (the core system pays it
+to the farmer and settles the clearing account as it does for receipts). Its record is its
+journal (kind ``refund``; the reason in the memo).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from core import audit
+from core.authz import not_found
+from core.db import DbSession, uuid7
+from core.errors import Conflict, NotFound, ValidationFailed
+from core.i18n import _, lazy_gettext
+from core.jobs import business_date
+from lending.ledger import accounts
+from lending.ledger.models import JournalTransaction
+from lending.ledger.posting import AlreadyPosted, Line, post
+from lending.servicing.models import ACTIVE, SETTLED, Installment, Loan, Repayment
+from lending.servicing.quotes import LoanNotActive, charges, open_installments
+
+__all__ = ["LoanNotActive", "ReferenceReused", "RefundExceedsCredit", "accrue_to", "book",
+           "book_or_replay", "fingerprint", "loan_by_public_id", "refund"]
+
+
+class ReferenceReused(Conflict):
+    code = "reference-reused"
+    title = lazy_gettext("This payment reference was already used for another payment")
+
+
+class RefundExceedsCredit(Conflict):
+    code = "refund-exceeds-credit"
+    title = lazy_gettext("The refund is larger than the loan's overpaid credit")
+
+
+def fingerprint(content: dict[str, Any]) -> str:
+    """A payment's identity: sha256 of its content as canonical JSON."""
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def loan_by_public_id(session: DbSession, public_id: uuid.UUID) -> Loan:
+    loan = session.scalars(sa.select(Loan).where(Loan.public_id == public_id)).first()
+    if loan is None:
+        raise NotFound(not_found(Loan))
+    return loan
+
+
+def _lock(session: DbSession, loan: Loan) -> None:
+    """Lock the loan row and reload it (PostgreSQL); SQLite's writers are serialised."""
+    if session.get_bind().dialect.name == "sqlite":
+        return
+    # the rows must be fetched: populate_existing refreshes the loan as they are read
+    session.scalars(sa.select(Loan).where(Loan.id == loan.id).with_for_update()
+                    .execution_options(populate_existing=True)).one()
+
+
+# --- accrual ----------------------------------------------------------------------------------
+
+def accrue_to(session: DbSession, loan: Loan, through: date) -> JournalTransaction | None:
+    """Book the loan's interest and penalty for the days after its last accrual up to
+    ``through`` (formula: :mod:`lending.servicing.quotes`): D ``interest_receivable`` /
+    C ``interest_income``, D ``penalty_receivable`` / C ``penalty_income``, one journal of
+    kind ``accrual``, reference ``"<loan public id>:<through>"``. Moves ``interest_carry``,
+    ``penalty_carry`` and ``accrued_through``. Nothing to do: nothing booked."""
+    _lock(session, loan)
+    return _accrue(session, loan, open_installments(session, loan), through)
+
+
+def _accrue(session: DbSession, loan: Loan, installments: Sequence[Installment],
+            through: date) -> JournalTransaction | None:
+    start = loan.accrued_through or loan.disbursed_on
+    if start is None or through <= start:
+        return None
+    due = charges(loan, installments, through)
+    loan.interest_carry, loan.penalty_carry = due.interest_carry, due.penalty_carry
+    loan.accrued_through = through
+    if not (due.interest_fen or due.penalty_fen):
+        return None
+    lines = [Line(accounts.INTEREST_RECEIVABLE, due.interest_fen, loan.id),
+             Line(accounts.INTEREST_INCOME, -due.interest_fen),
+             Line(accounts.PENALTY_RECEIVABLE, due.penalty_fen, loan.id),
+             Line(accounts.PENALTY_INCOME, -due.penalty_fen)]
+    return post(session, kind="accrual", reference=f"{loan.public_id}:{through}",
+                business_date=through, lines=lines, actor=audit.SYSTEM, loan_id=loan.id,
+                memo={"from": str(start), "through": str(through)})
+
+
+# --- allocation -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Allocation:
+    penalty_fen: int
+    interest_fen: int
+    principal_fen: int
+    overpaid_fen: int
+
+
+def allocate(loan: Loan, amount_fen: int) -> Allocation:
+    """Penalty, then interest, then principal; the rest is overpaid."""
+    rest = amount_fen
+    parts = []
+    for owed in (loan.penalty_outstanding_fen, loan.interest_outstanding_fen,
+                 loan.principal_outstanding_fen):
+        part = min(rest, max(owed, 0))
+        parts.append(part)
+        rest -= part
+    return Allocation(parts[0], parts[1], parts[2], rest)
+
+
+def _apply_interest(installments: Sequence[Installment], amount: int) -> None:
+    for item in installments:
+        part = min(amount, max(item.interest_due_fen - item.interest_paid_fen, 0))
+        item.interest_paid_fen += part
+        amount -= part
+
+
+def _principal_order(installments: Sequence[Installment], today: date,
+                     line: bool) -> list[Installment]:
+    """Due (oldest first), then the current installment, then the rest from the last back;
+    a line's draws oldest first."""
+    if line:
+        return list(installments)
+    due = [i for i in installments if i.due_date <= today]
+    later = [i for i in installments if i.due_date > today]
+    return due + later[:1] + later[1:][::-1]
+
+
+def _apply_principal(installments: Sequence[Installment], amount: int, today: date,
+                     line: bool) -> None:
+    for item in _principal_order(installments, today, line):
+        part = min(amount, item.principal_due_fen - item.principal_paid_fen)
+        item.principal_paid_fen += part
+        amount -= part
+
+
+def _close_paid(loan: Loan, installments: Sequence[Installment], today: date) -> None:
+    settled = loan.status == SETTLED
+    no_interest = loan.interest_outstanding_fen == 0
+    for item in installments:
+        principal_paid = item.principal_paid_fen >= item.principal_due_fen
+        interest_paid = (item.interest_paid_fen >= item.interest_due_fen
+                         or (no_interest and item.due_date <= today))
+        if settled or (principal_paid and interest_paid):
+            item.paid_on = today
+
+
+def _settle_if_paid(loan: Loan, today: date) -> None:
+    owed = (loan.principal_outstanding_fen or loan.interest_outstanding_fen
+            or loan.penalty_outstanding_fen)
+    line_open = loan.kind == "line" and (loan.line_ends_on is None or today <= loan.line_ends_on)
+    if not owed and not line_open:
+        loan.status, loan.settled_on = SETTLED, today
+
+
+# --- booking ----------------------------------------------------------------------------------
+
+def _stored(session: DbSession, channel: str, reference: str) -> Repayment | None:
+    return session.scalars(sa.select(Repayment).where(
+        Repayment.channel == channel, Repayment.reference == reference)).first()
+
+
+def book(session: DbSession, loan: Loan, *, channel: str, reference: str, amount_fen: int,
+         received_at: datetime, fingerprint: str, actor: str,
+         staff_id: int | None = None) -> Repayment:
+    """Book a payment once per ``(channel, reference)`` (see the module docstring)."""
+    return book_or_replay(session, loan, channel=channel, reference=reference,
+                          amount_fen=amount_fen, received_at=received_at,
+                          fingerprint=fingerprint, actor=actor, staff_id=staff_id)[0]
+
+
+def book_or_replay(session: DbSession, loan: Loan, *, channel: str, reference: str,
+                   amount_fen: int, received_at: datetime, fingerprint: str, actor: str,
+                   staff_id: int | None = None) -> tuple[Repayment, bool]:
+    """:func:`book`, and whether it booked now (``False``: the stored repayment)."""
+    if amount_fen <= 0:
+        raise ValidationFailed(errors={"amount_fen": [_("Must be more than zero.")]})
+    _lock(session, loan)
+    stored = _stored(session, channel, reference)
+    if stored is not None:
+        if stored.fingerprint != fingerprint or stored.loan_id != loan.id:
+            raise ReferenceReused()
+        return stored, False
+    if loan.status != ACTIVE:
+        raise LoanNotActive()
+    today = business_date()
+    installments = open_installments(session, loan)
+    _accrue(session, loan, installments, today)
+    split = allocate(loan, amount_fen)
+    journal = _post_repayment(session, loan, split, amount_fen=amount_fen, channel=channel,
+                              reference=reference, today=today, actor=actor)
+    _apply_interest(installments, split.interest_fen)
+    _apply_principal(installments, split.principal_fen, today, line=loan.kind == "line")
+    _settle_if_paid(loan, today)
+    _close_paid(loan, installments, today)
+    repayment = Repayment(
+        public_id=uuid7(), loan=loan, channel=channel, reference=reference,
+        fingerprint=fingerprint, amount_fen=amount_fen, received_at=received_at,
+        business_date=today, penalty_fen=split.penalty_fen, interest_fen=split.interest_fen,
+        principal_fen=split.principal_fen, overpaid_fen=split.overpaid_fen,
+        recorded_by_staff_id=staff_id, journal_id=journal.id)
+    session.add(repayment)  # inserted with the installments at the commit's flush
+    audit.record(session, "repayment.book", repayment, actor=actor, summary={
+        "loan": str(loan.public_id), "channel": channel, "amount_fen": amount_fen,
+        "penalty_fen": split.penalty_fen, "interest_fen": split.interest_fen,
+        "principal_fen": split.principal_fen, "overpaid_fen": split.overpaid_fen,
+        "status": loan.status})
+    return repayment, True
+
+
+def _post_repayment(session: DbSession, loan: Loan, split: Allocation, *, amount_fen: int,
+                    channel: str, reference: str, today: date,
+                    actor: str) -> JournalTransaction:
+    lines = [Line(accounts.REPAYMENT_CLEARING, amount_fen),
+             Line(accounts.PENALTY_RECEIVABLE, -split.penalty_fen, loan.id),
+             Line(accounts.INTEREST_RECEIVABLE, -split.interest_fen, loan.id),
+             Line(accounts.LOAN_PRINCIPAL, -split.principal_fen, loan.id),
+             Line(accounts.OVERPAYMENT, -split.overpaid_fen, loan.id)]
+    try:
+        return post(session, kind="repayment", reference=f"{channel}:{reference}",
+                    business_date=today, lines=lines, actor=actor, loan_id=loan.id,
+                    memo={"channel": channel, "reference": reference})
+    except AlreadyPosted as exc:  # booked for another loan by a concurrent request
+        raise ReferenceReused() from exc
+
+
+# --- refunds ----------------------------------------------------------------------------------
+
+def refund(session: DbSession, loan: Loan, *, amount_fen: int, reason: str,
+           actor: str) -> JournalTransaction:
+    """Pay back part or all of a loan's overpaid credit: D ``overpayment`` /
+    C ``repayment_clearing``."""
+    if amount_fen <= 0:
+        raise ValidationFailed(errors={"amount_fen": [_("Must be more than zero.")]})
+    _lock(session, loan)
+    if amount_fen > loan.overpaid_fen:
+        raise RefundExceedsCredit()
+    journal = post(session, kind="refund", reference=f"{loan.public_id}:{uuid7()}",
+                   business_date=business_date(), actor=actor, loan_id=loan.id,
+                   lines=[Line(accounts.OVERPAYMENT, amount_fen, loan.id),
+                          Line(accounts.REPAYMENT_CLEARING, -amount_fen)],
+                   memo={"reason": reason})
+    audit.record(session, "loan.refund", loan, actor=actor, summary={
+        "amount_fen": amount_fen, "journal": str(journal.public_id)})
+    return journal
