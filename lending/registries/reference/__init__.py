@@ -15,6 +15,8 @@ Registry API (the base URLs are ``<url>/land`` and ``<url>/insurance``)::
 Control API (no authentication: bind it to loopback)::
 
     PUT  /_control/holders/<holder_hash>  {"land": {...} | null, "insurance": {...} | null}
+    POST /_control/holders/<holder_hash>/claims  {"event", "event_date", "loss_ratio",
+                                                   "status"?, "policy_number"? | "crop"?}
     PUT  /_control/faults   {"registry": "land"|"insurance"|"both",
                              "mode": "none"|"timeout"|"error"|"malformed"|"trickle",
                              "latency_ms": int, "rate": 0..1, "count": n, ...}

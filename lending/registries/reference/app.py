@@ -145,6 +145,21 @@ class ReferenceFaultBody(ma.Schema):
                              validate=validate.Range(min=0, max=600_000))
 
 
+class ReferenceClaimBody(ma.Schema):
+    """``POST /_control/holders/<hash>/claims``: one claim added to the holder's record."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    policy_number = fields.String(validate=validate.Length(min=1, max=40))
+    crop = fields.String(validate=validate.Length(min=1, max=30))
+    event = fields.String(required=True, validate=validate.Length(min=1, max=30))
+    event_date = fields.Date(required=True)
+    loss_ratio = fields.Decimal(required=True, places=2, as_string=True,
+                                validate=validate.Range(min=0, max=1))
+    status = fields.String(load_default="assessed", validate=validate.OneOf(wire.CLAIM_STATUSES))
+
+
 def _body() -> Any:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
@@ -171,6 +186,20 @@ def _control_routes(app: Flask, state: State) -> None:
             return _json(400, {"error": "not a holder hash"})
         state.plant(holder_hash, _planted(holder_hash, _body()))
         return Response(status=204)
+
+    @app.post("/_control/holders/<holder_hash>/claims")
+    def post_claim(holder_hash: str) -> Response:
+        if _holder(holder_hash) is None:
+            return _json(400, {"error": "not a holder hash"})
+        data = ReferenceClaimBody().load(_body())
+        crop = data.pop("crop", None)
+        claim = {**data, "event_date": data["event_date"].isoformat(),
+                 "loss_ratio": str(data["loss_ratio"])}
+        try:
+            record = state.add_claim(holder_hash, claim, crop)
+        except LookupError as exc:
+            return _json(404, {"error": str(exc)})
+        return _json(201, record)
 
     @app.post("/_control/reset")
     def reset() -> Response:

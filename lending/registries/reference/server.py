@@ -56,6 +56,10 @@ class RunningRegistry:
         """``PUT /_control/holders/<hash>``: ``land=`` and/or ``insurance=`` (None: unknown)."""
         self._send("PUT", f"/_control/holders/{holder_hash}", records)
 
+    def claim(self, holder_hash: str, **claim: Any) -> dict[str, Any]:
+        """Add an assessed claim (a drought, a flood...) to the holder's insurance record."""
+        return self._send("POST", f"/_control/holders/{holder_hash}/claims", claim).json()
+
     def requests(self, registry: str | None = None) -> list[dict[str, Any]]:
         """The registry requests served since the last reset, oldest first."""
         seen = self._send("GET", "/_control/requests").json()["requests"]

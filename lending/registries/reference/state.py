@@ -6,6 +6,7 @@ bank: nothing of Nongdai's is kept here, and a restart forgets it all, as intend
 
 from __future__ import annotations
 
+import copy
 import random
 import threading
 import time
@@ -141,6 +142,31 @@ class State:
         land = self.land(holder_hash)
         land = land if land is not UNKNOWN else {"certificates": []}
         return synthetic.insurance(self.seed, holder_hash, self.today(), land)
+
+    def add_claim(self, holder_hash: str, claim: dict[str, Any],
+                  crop: str | None = None) -> dict[str, Any]:
+        """Add ``claim`` to the holder's insurance record (planted, else synthetic, which
+        becomes planted) and return the record. The claim is on its ``policy_number``; without
+        one, on the holder's first policy of ``crop`` (any crop when None), and a policy of
+        ``crop`` covering the event's day is added if there is none. ``LookupError`` for an
+        unknown policy number, or no policy and no crop."""
+        current = self.insurance(holder_hash)
+        record: dict[str, Any] = {"holder_hash": holder_hash, "policies": [], "claims": []} \
+            if current is UNKNOWN else copy.deepcopy(current)
+        number = claim.get("policy_number")
+        found = next((p for p in record["policies"] if p["number"] == number or (
+            number is None and crop in (None, p["crop"]))), None)
+        if found is None and (number is not None or crop is None):
+            raise LookupError("no such policy" if number else "no policy: give a crop")
+        if found is None:
+            land = self.land(holder_hash)
+            found = synthetic.policy(holder_hash, str(crop), date.fromisoformat(
+                claim["event_date"]), land if land is not UNKNOWN else {})
+            record["policies"].append(found)
+        record["claims"].append({**claim, "policy_number": found["number"]})
+        with self.lock:
+            self.planted.setdefault(holder_hash, {})["insurance"] = record
+        return record
 
     def certificate(self, number: str) -> dict[str, Any] | None:
         """A certificate this service issued (to a holder already asked about, or planted)."""

@@ -134,3 +134,23 @@ def insurance(seed: str, holder_hash: str, as_of: date,
             "policy_number": number, "event": r.choice(EVENTS), "event_date": day.isoformat(),
             "loss_ratio": str(Decimal(r.randint(20, 80)).scaleb(-2)), "status": "assessed"})
     return record
+
+
+def policy(holder_hash: str, crop_name: str, on: date,
+           land_record: dict[str, Any]) -> dict[str, Any]:
+    """A policy on ``crop_name`` covering ``on`` and all the holder's parcels (for a claim
+    planted on a holder without one): the crop's season around ``on`` (the calendar year for
+    a crop not in :data:`CROPS`, at 1,000 yuan/mu), numbered from the holder and the season."""
+    crop = next((c for c in CROPS if c.name == crop_name), None)
+    season = crop.season(on) if crop else None
+    start, end = season or (date(on.year, 1, 1), date(on.year, 12, 31))
+    parcels = [p for c in land_record.get("certificates", ()) for p in c["parcels"]]
+    area = sum((Decimal(p["area_mu"]) for p in parcels), Decimal(0)) or Decimal("10.00")
+    digest = hashlib.sha256(f"{holder_hash}\x00{crop_name}\x00{start}".encode()).digest()
+    return {
+        "number": f"PICC{start.year}{int.from_bytes(digest[:4], 'big') % 10**8:08d}",
+        "crop": crop_name, "insured_area_mu": str(area),
+        "sum_insured_yuan": str((area * (crop.yuan_per_mu if crop else 1000))
+                                .quantize(Decimal("0.01"))),
+        "start": start.isoformat(), "end": end.isoformat(), "status": "active",
+        "parcel_codes": sorted(p["code"] for p in parcels)}
