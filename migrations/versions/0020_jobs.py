@@ -1,7 +1,7 @@
 """Scheduled jobs: business-date runs.
 
 Revision ID: 0020
-Revises: 0019
+Revises: 0017
 Create Date: 2026-11-29 22:30:00.000000
 
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0020'
-down_revision = '0019'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 
