@@ -73,7 +73,14 @@ def create_app(overrides: dict[str, Any] | None = None) -> NongdaiFlask:
 
 def main(argv: list[str]) -> int:
     """Run the embedded default: SQLite under instance/, migrated, seeded, served by waitress
-    (threaded, one process, with the job scheduler) on 127.0.0.1:5000 until Ctrl-C/SIGTERM."""
+    (threaded, one process, with the job scheduler) on 127.0.0.1:5000 until Ctrl-C/SIGTERM.
+
+    ``python app.py simulate [--villages N --farmers N --days N --seed N]`` plays a lending
+    season instead, in a throwaway instance (see ``simulation``)."""
+    if argv[:1] == ["simulate"]:
+        import simulation  # noqa: PLC0415 - only the season simulation needs it
+
+        return simulation.main(argv[1:])
     from core import demo  # noqa: PLC0415 - only the embedded runner needs it
 
     app = create_app()
