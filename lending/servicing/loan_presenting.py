@@ -19,7 +19,7 @@ from lending.applications.fieldwork import by_id
 from lending.applications.models import Application
 from lending.products.models import LoanProduct
 from lending.products.services import yuan
-from lending.servicing import schedules
+from lending.servicing import lines, schedules
 from lending.servicing.loans import (
     NextDue,
     check_offer,
@@ -28,7 +28,7 @@ from lending.servicing.loans import (
     next_due,
     next_dues,
 )
-from lending.servicing.models import ACTIVE, Installment, Loan
+from lending.servicing.models import Installment, Loan
 
 # --- what the farmer reads ---------------------------------------------------------------------
 
@@ -130,15 +130,18 @@ def offer(session: DbSession, application: Application) -> dict[str, Any]:
 
 
 def _line_view(loan: Loan) -> dict[str, Any] | None:
+    """A line's limit, drawn and available amounts as of the business date: nothing is
+    available while it is frozen, past its review date or ended (``lines.state``)."""
     if loan.kind != "line":
         return None
-    limit = loan.limit_fen or 0
-    drawn = loan.principal_outstanding_fen or 0
-    open_ = loan.status == ACTIVE and not loan.line_frozen
-    return {"limit_fen": limit, "drawn_fen": drawn,
-            "available_fen": max(0, limit - drawn) if open_ else 0,
-            "frozen": bool(loan.line_frozen), "line_ends_on": loan.line_ends_on,
-            "next_review_on": loan.next_review_on}
+    if loan.id is None:  # an offer: the line as it opens on acceptance
+        limit = loan.limit_fen or 0
+        return {"limit_fen": limit, "drawn_fen": 0, "available_fen": limit, "frozen": False,
+                "line_ends_on": loan.line_ends_on, "next_review_on": loan.next_review_on}
+    view = lines.state(loan, business_date())
+    return {"limit_fen": view["limit_fen"], "drawn_fen": view["drawn_fen"],
+            "available_fen": view["available_fen"], "frozen": bool(view["frozen"]),
+            "line_ends_on": view["ends_on"], "next_review_on": view["next_review_on"]}
 
 
 # --- the loan as its readers see it ------------------------------------------------------------

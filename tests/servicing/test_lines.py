@@ -253,10 +253,6 @@ def test_repaying_opens_room_to_draw_again(
     assert_consistent(session)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "repayments.book gives a line no installments (repayments.py: `open_installments(...) if "
-    "loan.kind != 'line' else []`): a repaid draw's installment stays unpaid and the daily "
-    "job ages it; reported to the lead"))
 def test_repayments_pay_the_oldest_draw_first(
         app: Any, client: Any, session: Any, world: w.World) -> None:
     loan = open_line(session, world)
@@ -396,7 +392,7 @@ def test_a_lapsed_review_freezes_the_line_until_renewed(
     assert line.principal_outstanding_fen == 100_100
     told = session.scalars(sa.select(OutboxMessage.body)
                            .where(OutboxMessage.recipient == loan.farmer.phone)).all()
-    assert any("annual review" in body or "年度" in body for body in told), told
+    assert any("annual review" in body or "年审" in body for body in told), told
 
     renewed = act(client, session, loan, world.approver, "renew").get_json()
 
