@@ -18,17 +18,17 @@ def _amount() -> fields.Integer:
 class RepaymentSchema(ResponseSchema):
     """A booked repayment and how it was allocated (the same answer for a repeat)."""
 
-    id = public_id_field(dump_only=True)
-    loan_id = Ref("loan", dump_only=True)
-    channel = fields.String(dump_only=True)
-    reference = fields.String(dump_only=True)
-    amount_fen = fields.Integer(dump_only=True)
-    received_at = fields.DateTime(dump_only=True)
-    business_date = fields.Date(dump_only=True)
-    penalty_fen = fields.Integer(dump_only=True, metadata={"description": "To penalty"})
-    interest_fen = fields.Integer(dump_only=True, metadata={"description": "To interest"})
-    principal_fen = fields.Integer(dump_only=True, metadata={"description": "To principal"})
-    overpaid_fen = fields.Integer(dump_only=True, metadata={
+    id = public_id_field()
+    loan_id = Ref("loan")
+    channel = fields.String()
+    reference = fields.String()
+    amount_fen = fields.Integer()
+    received_at = fields.DateTime()
+    business_date = fields.Date()
+    penalty_fen = fields.Integer(metadata={"description": "To penalty"})
+    interest_fen = fields.Integer(metadata={"description": "To interest"})
+    principal_fen = fields.Integer(metadata={"description": "To principal"})
+    overpaid_fen = fields.Integer(metadata={
         "description": "Beyond what was owed: the loan's overpaid credit, refundable"})
 
 
@@ -62,12 +62,12 @@ class RefundCreateSchema(Schema):
 
 
 class RefundSchema(ResponseSchema):
-    id = fields.UUID(dump_only=True)
-    loan_id = fields.UUID(dump_only=True)
-    amount_fen = fields.Integer(dump_only=True)
-    reason = fields.String(dump_only=True)
-    business_date = fields.Date(dump_only=True)
-    overpaid_fen = fields.Integer(dump_only=True, metadata={
+    id = public_id_field()
+    loan_id = fields.UUID()
+    amount_fen = fields.Integer()
+    reason = fields.String()
+    business_date = fields.Date()
+    overpaid_fen = fields.Integer(metadata={
         "description": "The loan's overpaid credit left after the refund"})
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import pytest
@@ -29,6 +30,9 @@ from core.auth.models import Device
 from core.authz import Principal, rule_for
 from core.errors import NongdaiError
 from lending.policy.models import CreditPolicy
+from lending.servicing import payouts
+from lending.servicing.models import Disbursement, Loan
+from lending.servicing.relief_models import ReliefCase
 from sync.push.models import SyncConflict
 from sync.uploads.models import Upload
 from tests import factories as f
@@ -52,6 +56,21 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
         "action": "recommend_approve", "reason": "材料齐全"},
     ("POST", "/sync/conflicts/<uuid:conflict_id>/resolve"): {
         "resolution": "keep_server", "reason": "以行里为准"},
+    # servicing (#13)
+    ("POST", "/applications/<uuid:application_id>/accept"): None,
+    ("POST", "/loans/<uuid:loan_id>/disbursements"): {"reason": "放款"},
+    ("POST", "/disbursements/<uuid:disbursement_id>/authorise"): None,
+    ("POST", "/disbursements/<uuid:disbursement_id>/reject"): {"reason": "账户待核实"},
+    ("POST", "/payouts/<uuid:payout_id>/confirm"): {"core_reference": "CBS-1"},
+    ("POST", "/payouts/<uuid:payout_id>/fail"): {"reason": "账户已销户"},
+    ("POST", "/loans/<uuid:loan_id>/draws"): {"amount_fen": 100_00},
+    ("POST", "/loans/<uuid:loan_id>/line-reviews"): {"action": "freeze", "reason": "年审未过"},
+    ("POST", "/loans/<uuid:loan_id>/repayments"): {"reference": "RCPT-1", "amount_fen": 100},
+    ("POST", "/loans/<uuid:loan_id>/refunds"): {"amount_fen": 100, "reason": "多缴退还"},
+    ("POST", "/loans/<uuid:loan_id>/reschedules"): {
+        "new_maturity_date": "2028-10-01", "reason": "受灾延期"},
+    ("POST", "/relief-cases/<uuid:relief_case_id>/actions"): {
+        "action": "recommend", "reason": "核实受灾"},
 }
 PATCH_BODY = {"name": "新名字"}
 # tus routes speak in headers: the protocol version on every request, an (empty) chunk at
@@ -68,6 +87,10 @@ STATE_BOUND = {
     "POST /api/v1/applications/<uuid:application_id>/submit",  # only a draft is submitted
     "POST /api/v1/applications/<uuid:application_id>/information",  # only when asked
     "POST /api/v1/applications/<uuid:application_id>/withdraw",  # once withdrawn, final
+    # The side's application stays under review (the routes above need it so): only an
+    # approved one has an offer to show or accept (``application-not-approved``).
+    "GET /api/v1/applications/<uuid:application_id>/offer",
+    "POST /api/v1/applications/<uuid:application_id>/accept",
 }
 # Kinds of rows the whole bank shares (its loan products): no village to scope them by.
 BANK_WIDE = {"product_id"}
@@ -97,7 +120,8 @@ def _side(session: Any) -> tuple[Side, dict[str, Any]]:
                             op_id=uuid.uuid4(), base_version=1)
     session.add(conflict)
     session.flush()
-    rows = {"village": village, "station": station, "coordinator": coordinator,
+    rows = {**_servicing(session, case, farmer, village),
+            "village": village, "station": station, "coordinator": coordinator,
             "farmer": farmer, "consent": consent(session, farmer), "device": device,
             "upload": upload, "conflict": conflict,
             "staff": f.staff(session, ("reviewer",)), "application": case,
@@ -106,6 +130,32 @@ def _side(session: Any) -> tuple[Side, dict[str, Any]]:
            "township_id": village.township.public_id,
            **{f"{kind}_id": row.public_id for kind, row in rows.items()}}
     return Side(ids), rows
+
+
+def _servicing(session: Any, case: Any, farmer: Any, village: Any) -> dict[str, Any]:
+    """The side's servicing objects: an open revolving line of ``farmer``'s (so a farmer's
+    own draws, draw list and quote answer 2xx), a disbursement on it with its payout
+    instruction, and a relief case. Rows written directly: the walk is about scoping."""
+    loan = Loan(application_id=case.id, farmer_id=farmer.id, village_id=village.id,
+                product_id=case.product_id, kind="line", repayment_type="revolving_line",
+                crop=case.crop, county_code=village.township.county.code, terms=case.terms,
+                principal_fen=case.amount_fen, term_months=case.term_months,
+                annual_rate_bp=435, penalty_rate_bp=652, day_count="ACT/360",
+                status="active", disbursed_on=date(2026, 1, 1), limit_fen=case.amount_fen,
+                line_ends_on=date(2040, 1, 1), next_review_on=date(2040, 1, 1))
+    session.add(loan)
+    session.flush()
+    disbursement = Disbursement(loan_id=loan.id, seq=1, amount_fen=100_00, status="initiated",
+                                initiated_by="system")
+    session.add(disbursement)
+    session.flush()
+    payout = payouts.OutboxAdapter().instruct(session, disbursement, loan)  # pending
+    relief_case = ReliefCase(loan_id=loan.id, kind="manual", opened_on=date(2026, 11, 1),
+                             opened_by="system", reason="受灾")
+    session.add(relief_case)
+    session.flush()
+    return {"loan": loan, "disbursement": disbursement, "payout": payout,
+            "relief_case": relief_case}
 
 
 def _routes(app: Any) -> list[tuple[str, Any]]:
@@ -193,6 +243,23 @@ def _walker(app: Any, client: Any, session: Any, kind: str, row: Any) -> Walker:
     return Walker(app, client, principal, headers)
 
 
+# Servicing routes for staff only: 403 for coordinators and farmers, whoever's the object.
+SERVICING_STAFF = {
+    "POST /api/v1/loans/<uuid:loan_id>/disbursements",
+    "POST /api/v1/disbursements/<uuid:disbursement_id>/authorise",
+    "POST /api/v1/disbursements/<uuid:disbursement_id>/reject",
+    "POST /api/v1/payouts/<uuid:payout_id>/confirm",
+    "POST /api/v1/payouts/<uuid:payout_id>/fail",
+    "POST /api/v1/loans/<uuid:loan_id>/line-reviews",
+    "GET /api/v1/loans/<uuid:loan_id>/line-reviews",
+    "POST /api/v1/loans/<uuid:loan_id>/repayments",
+    "POST /api/v1/loans/<uuid:loan_id>/refunds",
+    "POST /api/v1/loans/<uuid:loan_id>/reschedules",
+    "GET /api/v1/relief-cases/<uuid:relief_case_id>",
+    "POST /api/v1/relief-cases/<uuid:relief_case_id>/actions",
+}
+
+
 def test_a_coordinator_gets_404_for_everything_of_another_village(
         app: Any, client: Any, session: Any, sides: Any) -> None:
     (own, rows), (other, _) = sides
@@ -212,6 +279,7 @@ def test_a_coordinator_gets_404_for_everything_of_another_village(
         "PATCH /api/v1/sync/uploads/<uuid:upload_id>",
         "DELETE /api/v1/sync/uploads/<uuid:upload_id>",
         "GET /api/v1/sync/devices/<uuid:device_id>",
+        "GET /api/v1/loans/<uuid:loan_id>",
     }
     assert {label for label, status in outcome.items() if status == 403} >= {
         "POST /api/v1/sync/conflicts/<uuid:conflict_id>/resolve",
@@ -222,6 +290,12 @@ def test_a_coordinator_gets_404_for_everything_of_another_village(
         "GET /api/v1/staff/<uuid:staff_id>",
         "PATCH /api/v1/staff/<uuid:staff_id>",
         "POST /api/v1/consents/<uuid:consent_id>/revoke",
+        *SERVICING_STAFF,  # a coordinator sees loans; servicing them is the bank's
+        "GET /api/v1/applications/<uuid:application_id>/offer",  # the farmer's (and staff's)
+        "POST /api/v1/applications/<uuid:application_id>/accept",
+        "POST /api/v1/loans/<uuid:loan_id>/draws",
+        "GET /api/v1/loans/<uuid:loan_id>/draws",
+        "GET /api/v1/loans/<uuid:loan_id>/quote",
     }
 
 
@@ -230,8 +304,12 @@ def test_a_farmer_gets_404_for_everything_but_their_own(
     (own, rows), (other, _) = sides
     farmer = rows["farmer"]
     neighbour = f.farmer(session, rows["village"])  # same village, still not theirs
+    their_case = lending.application(session, neighbour)
+    theirs = _servicing(session, their_case, neighbour, rows["village"])  # their line, ...
     neighbours = Side({**other.ids, "farmer_id": neighbour.public_id,
-                       "consent_id": consent(session, neighbour).public_id})
+                       "consent_id": consent(session, neighbour).public_id,
+                       "application_id": their_case.public_id,
+                       **{f"{kind}_id": row.public_id for kind, row in theirs.items()}})
     session.commit()
     walker = _walker(app, client, session, "farmer", farmer)
     for others in (other, neighbours):
@@ -244,7 +322,14 @@ def test_a_farmer_gets_404_for_everything_but_their_own(
             "GET /api/v1/villages/<uuid:village_id>",
             "GET /api/v1/applications/<uuid:application_id>",
             "POST /api/v1/applications/<uuid:application_id>/withdraw",
+            "GET /api/v1/applications/<uuid:application_id>/offer",
+            "POST /api/v1/applications/<uuid:application_id>/accept",
+            "GET /api/v1/loans/<uuid:loan_id>",
+            "POST /api/v1/loans/<uuid:loan_id>/draws",
+            "GET /api/v1/loans/<uuid:loan_id>/draws",
+            "GET /api/v1/loans/<uuid:loan_id>/quote",
         }
+        assert {label for label, status in outcome.items() if status == 403} >= SERVICING_STAFF
         own.ids["consent_id"] = consent(session, farmer).public_id  # the walk revoked it
         session.commit()
 
@@ -254,4 +339,5 @@ def test_the_walk_covers_every_uuid_route(app: Any) -> None:
     for _, rule in _routes(app):
         kinds.update(UUID_ARG.findall(rule.rule))
     assert kinds >= {"county_id", "township_id", "village_id", "station_id", "farmer_id",
-                     "consent_id", "coordinator_id", "staff_id"}
+                     "consent_id", "coordinator_id", "staff_id", "loan_id", "disbursement_id",
+                     "payout_id", "relief_case_id"}
