@@ -48,8 +48,22 @@ def test_production_starts_with_real_keys(tmp_path) -> None:
         "NONGDAI_SMS_SENDER": "tests.core.test_outbox:Gateway",
         "NONGDAI_LAND_REGISTRY_URL": "https://land.registry.example/api",
         "NONGDAI_INSURANCE_REGISTRY_URL": "https://insurance.registry.example/api",
+        "NONGDAI_PAYMENT_CHANNEL_SECRETS": '{"abc-pay": "a-real-channel-secret"}',
     })
     assert app.config["NONGDAI_ENV"] == "production"
+
+
+def test_production_refuses_the_demo_payment_channel_secret(tmp_path) -> None:
+    with pytest.raises(config.ConfigError, match="NONGDAI_PAYMENT_CHANNEL_SECRETS"):
+        create_app({
+            "NONGDAI_ENV": "production",
+            "SECRET_KEY": "a-real-secret-key-of-enough-length-0123456789",
+            "NONGDAI_DATA_KEY": "c2VjcmV0LWRhdGEta2V5LW9mLXRoaXJ0eS10d28tYnl0ZXM=",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
+            "NONGDAI_SMS_SENDER": "tests.core.test_outbox:Gateway",
+            "NONGDAI_LAND_REGISTRY_URL": "https://land.registry.example/api",
+            "NONGDAI_INSURANCE_REGISTRY_URL": "https://insurance.registry.example/api",
+        })
 
 
 def test_production_refuses_to_run_without_the_registries(tmp_path) -> None:
