@@ -17,6 +17,9 @@ one row, one durable commit), under the same gunicorn settings and clients.
   ``p99_ms`` target <= 200
 - ``engine_statements_per_repayment`` (and transactions, durable commits): counted with
   SQLAlchemy engine events over 40 notifications through the Flask test client (no HTTP).
+- ``limit_insert_per_s``: Core inserts of the rows one notification writes (journal
+  transaction, its entries as one executemany, repayment, audit event), one transaction per
+  notification, in-process, after the rounds (no HTTP, no application).
 
     python bench/repayments.py [--quick] [--pg postgresql+psycopg://postgres@127.0.0.1/NAME]
                                [--workers 2] [--clients 20]
@@ -242,6 +245,58 @@ def engine_profile(url: str, instance: Path, loan_ids: list[str]) -> dict[str, A
             "engine_repayment_shapes": dict(tally.shapes.most_common())}
 
 
+# --- the write limit ---------------------------------------------------------------------------
+
+def limit(url: str, instance: Path, count: int) -> float:
+    """Core inserts of the rows one notification writes (its journal transaction, 4 entries,
+    the repayment, the audit event), one transaction per notification, in-process: what the
+    database and the driver allow with no application around them."""
+    from app import create_app  # noqa: PLC0415
+    from core.audit import AuditEvent  # noqa: PLC0415
+    from core.db import db, table, utcnow, uuid7  # noqa: PLC0415
+    from lending.ledger.models import JournalEntry, JournalTransaction  # noqa: PLC0415
+    from lending.servicing.models import Repayment  # noqa: PLC0415
+
+    journals, entries = table(JournalTransaction), table(JournalEntry)
+    repayments, events = table(Repayment), table(AuditEvent)
+    app = create_app({**settings(url, instance), **_config()})
+    with app.app_context():
+        engine = db.engine
+        with engine.connect() as conn:
+            loan_id = conn.scalar(sa.text("SELECT min(id) FROM loans"))
+        today = date.fromisoformat(TODAY)
+        started = time.perf_counter()
+        for n in range(count):
+            reference = f"limit-{n}"
+            with engine.begin() as conn:
+                journal_id = conn.execute(sa.insert(journals).returning(journals.c.id), {
+                    "public_id": uuid7(), "created_at": utcnow(), "kind": "repayment",
+                    "reference": f"{CHANNEL}:{reference}", "business_date": today,
+                    "loan_id": loan_id, "actor": "system", "reverses_id": None,
+                    "memo": {"channel": CHANNEL, "reference": reference}}).scalar_one()
+                conn.execute(sa.insert(entries), [
+                    {"journal_id": journal_id, "account": account, "loan_id": owner,
+                     "amount_fen": amount}
+                    for account, owner, amount in (("repayment_clearing", None, 10_000),
+                                                   ("penalty_receivable", loan_id, -1_000),
+                                                   ("interest_receivable", loan_id, -4_000),
+                                                   ("loan_principal", loan_id, -5_000))])
+                public_id = uuid7()
+                conn.execute(sa.insert(repayments), {
+                    "public_id": public_id, "created_at": utcnow(), "loan_id": loan_id,
+                    "channel": CHANNEL, "reference": reference, "fingerprint": "0" * 64,
+                    "amount_fen": 10_000, "received_at": utcnow(), "business_date": today,
+                    "penalty_fen": 1_000, "interest_fen": 4_000, "principal_fen": 5_000,
+                    "overpaid_fen": 0, "recorded_by_staff_id": None, "journal_id": journal_id})
+                conn.execute(sa.insert(events), {
+                    "occurred_at": utcnow(), "actor": "system", "action": "repayment.book",
+                    "object_type": "loan_repayments", "object_id": str(public_id),
+                    "request_id": None, "summary": {"amount_fen": 10_000}})
+        elapsed = time.perf_counter() - started
+        engine.dispose()
+    return count / elapsed
+
+
 # --- the report ------------------------------------------------------------------------------
 
 def _spread(name: str, values: list[float], digits: int = 1) -> dict[str, float]:
@@ -286,12 +341,13 @@ def main() -> None:
         print(f"seeded {loans} active loans directly in {time.perf_counter() - started:.1f} s")
         rounds = measure_http(url, workdir, loan_ids, total, args)
         engine = engine_profile(url, workdir, loan_ids)
+        limit_rate = limit(url, workdir, 500 if args.quick else 2_000)
         flags = [f"round {n}: {dict(p.statuses)}" for n, (_, p) in enumerate(rounds, 1)
                  if set(p.statuses) != {200}]
         result = report(rounds, {
             "loans": loans, "notifications": total, "clients": args.clients,
             "workers": args.workers, "seeding": "direct (Loan rows + ledger.post)",
-            **engine, "flags": flags,
+            **engine, "limit_insert_per_s": round(limit_rate, 1), "flags": flags,
             "load_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "python": sys.version.split()[0], "db": "postgresql" if args.pg else "sqlite",
             "cpus": os.cpu_count()})

@@ -2,12 +2,16 @@
 loan balance columns that cache the per-loan accounts, all in the caller's transaction.
 
 Services call :func:`post` (or :func:`reverse`); they never write a balance column themselves.
-It flushes and never commits, like every service. A second posting of the same ``(kind,
-reference)`` raises :class:`AlreadyPosted` and leaves the session usable (a savepoint).
+It writes with Core statements (the session's pending changes flush before the first, as
+for any statement) and never commits, like every service; the loan objects in the session get
+the new balances as committed values (no flush writes them again). A second posting of the
+same ``(kind, reference)`` raises :class:`AlreadyPosted` and leaves the session usable (a
+savepoint on PostgreSQL; on SQLite the failed INSERT undoes only itself).
 """
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,8 +20,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
-from core.db import DbSession, table
+from core.db import DbSession, table, utcnow, uuid7
 from core.errors import Conflict
 from core.i18n import lazy_gettext
 from lending.ledger import accounts
@@ -63,23 +70,40 @@ def post(session: DbSession, *, kind: str, reference: str, business_date: date,
          lines: Iterable[Line], actor: str, loan_id: int | None = None,
          memo: dict[str, Any] | None = None,
          reverses_id: int | None = None) -> JournalTransaction:
-    """Post one balanced transaction and move the loans' cached balances with it."""
+    """Post one balanced transaction and move the loans' cached balances with it.
+
+    Core statements (the transaction row ``INSERT ... RETURNING id``, its entries, one
+    ``UPDATE`` per loan); the returned :class:`JournalTransaction` is a persistent object of
+    ``session`` with the values written (its ``entries`` load when read)."""
     lines = [line for line in lines if line.amount_fen != 0]
     check_lines(lines)
-    journal = JournalTransaction(kind=kind, reference=reference, business_date=business_date,
-                                 loan_id=loan_id, actor=actor, memo=memo or {},
-                                 reverses_id=reverses_id)
-    try:
-        with session.begin_nested():
-            session.add(journal)
-            session.flush()
-    except IntegrityError as exc:
-        raise AlreadyPosted() from exc
-    session.execute(sa.insert(_entries), [
-        {"journal_id": journal.id, "account": line.account, "loan_id": line.loan_id,
+    values = {"public_id": uuid7(), "created_at": utcnow(), "kind": kind,
+              "reference": reference, "business_date": business_date, "loan_id": loan_id,
+              "actor": actor, "memo": memo or {}, "reverses_id": reverses_id}
+    journal_id = _insert_journal(session, values)
+    session.execute(_INSERT_ENTRIES, [
+        {"journal_id": journal_id, "account": line.account, "loan_id": line.loan_id,
          "amount_fen": line.amount_fen} for line in lines])
     _move_balances(session, lines)
+    journal = JournalTransaction(id=journal_id, **values)
+    make_transient_to_detached(journal)  # as if loaded: no INSERT at the next flush
+    session.add(journal)
     return journal
+
+
+def _insert_journal(session: DbSession, values: dict[str, Any]) -> int:
+    """Insert the transaction row; a taken ``(kind, reference)`` (or reversed transaction)
+    raises :class:`AlreadyPosted` and leaves the session's transaction usable. On PostgreSQL a
+    failed statement aborts the transaction, so the INSERT runs in a savepoint; on SQLite a
+    failed INSERT undoes only itself (a constraint error aborts the statement), so it needs
+    none."""
+    try:
+        if session.get_bind().dialect.name == "sqlite":
+            return int(session.execute(_INSERT_JOURNAL, values).scalar_one())
+        with session.begin_nested():
+            return int(session.execute(_INSERT_JOURNAL, values).scalar_one())
+    except IntegrityError as exc:
+        raise AlreadyPosted() from exc
 
 
 def reverse(session: DbSession, journal: JournalTransaction, *, business_date: date,
@@ -92,6 +116,8 @@ def reverse(session: DbSession, journal: JournalTransaction, *, business_date: d
 
 
 def _move_balances(session: DbSession, lines: Sequence[Line]) -> None:
+    """One ``UPDATE ... RETURNING`` per loan; the loan object in ``session`` (if any) gets the
+    new balances as committed values, as if read back."""
     from lending.servicing.models import Loan  # noqa: PLC0415 - the loan is servicing's
 
     moves: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -100,10 +126,27 @@ def _move_balances(session: DbSession, lines: Sequence[Line]) -> None:
             column, sign = accounts.LOAN_COLUMNS[line.account]
             moves[line.loan_id][column] += sign * line.amount_fen
     for loan_id, deltas in moves.items():
-        values = {name: getattr(Loan, name) + delta for name, delta in deltas.items() if delta}
-        if values:
-            session.execute(sa.update(Loan).where(Loan.id == loan_id).values(values)
-                            .execution_options(synchronize_session="evaluate"))
+        names = tuple(sorted(name for name, delta in deltas.items() if delta))
+        if not names:
+            continue
+        row = session.execute(_move_statement(names), {
+            "b_id": loan_id, **{f"b_{name}": deltas[name] for name in names}}).one()
+        loan = session.identity_map.get(identity_key(Loan, loan_id))
+        if loan is not None:
+            for name, value in zip(names, row, strict=True):
+                set_committed_value(loan, name, value)
+
+
+@functools.cache
+def _move_statement(names: tuple[str, ...]) -> sa.Update:
+    """``UPDATE loans SET <name> = <name> + :b_<name> ... WHERE id = :b_id RETURNING <names>``
+    (built once per set of columns)."""
+    from lending.servicing.models import Loan  # noqa: PLC0415 - the loan is servicing's
+
+    loans = table(Loan)
+    return (sa.update(loans).where(loans.c.id == sa.bindparam("b_id"))
+            .values({name: loans.c[name] + sa.bindparam(f"b_{name}") for name in names})
+            .returning(*(loans.c[name] for name in names)))
 
 
 def loan_balances(session: DbSession, loan_id: int) -> dict[str, int]:
@@ -117,3 +160,5 @@ def loan_balances(session: DbSession, loan_id: int) -> dict[str, int]:
 
 _entries = table(JournalEntry)
 _journals = table(JournalTransaction)
+_INSERT_JOURNAL = sa.insert(_journals).returning(_journals.c.id)
+_INSERT_ENTRIES = sa.insert(_entries)

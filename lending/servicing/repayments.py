@@ -31,19 +31,22 @@ journal (kind ``refund``; the reason in the memo).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core import audit
 from core.authz import not_found
-from core.db import DbSession, uuid7
+from core.db import DbSession, Model, table, utcnow, uuid7
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.i18n import _, lazy_gettext
 from core.jobs import business_date
@@ -142,15 +145,15 @@ def allocate(loan: Loan, amount_fen: int) -> Allocation:
     return Allocation(parts[0], parts[1], parts[2], rest)
 
 
-def _apply_interest(installments: Sequence[Installment], amount: int) -> None:
+def _apply_interest(installments: Sequence[_Paid], amount: int) -> None:
     for item in installments:
         part = min(amount, max(item.interest_due_fen - item.interest_paid_fen, 0))
         item.interest_paid_fen += part
         amount -= part
 
 
-def _principal_order(installments: Sequence[Installment], today: date,
-                     line: bool) -> list[Installment]:
+def _principal_order(installments: Sequence[_Paid], today: date,
+                     line: bool) -> list[_Paid]:
     """Due (oldest first), then the current installment, then the rest from the last back;
     a line's draws oldest first."""
     if line:
@@ -160,7 +163,7 @@ def _principal_order(installments: Sequence[Installment], today: date,
     return due + later[:1] + later[1:][::-1]
 
 
-def _apply_principal(installments: Sequence[Installment], amount: int, today: date,
+def _apply_principal(installments: Sequence[_Paid], amount: int, today: date,
                      line: bool) -> None:
     for item in _principal_order(installments, today, line):
         part = min(amount, item.principal_due_fen - item.principal_paid_fen)
@@ -168,7 +171,7 @@ def _apply_principal(installments: Sequence[Installment], amount: int, today: da
         amount -= part
 
 
-def _close_paid(loan: Loan, installments: Sequence[Installment], today: date) -> None:
+def _close_paid(loan: Loan, installments: Sequence[_Paid], today: date) -> None:
     settled = loan.status == SETTLED
     no_interest = loan.interest_outstanding_fen == 0
     for item in installments:
@@ -223,23 +226,87 @@ def book_or_replay(session: DbSession, loan: Loan, *, channel: str, reference: s
     split = allocate(loan, amount_fen)
     journal = _post_repayment(session, loan, split, amount_fen=amount_fen, channel=channel,
                               reference=reference, today=today, actor=actor)
-    _apply_interest(installments, split.interest_fen)
-    _apply_principal(installments, split.principal_fen, today, line=loan.kind == "line")
+    paid = [_Paid.of(item) for item in installments]
+    _apply_interest(paid, split.interest_fen)
+    _apply_principal(paid, split.principal_fen, today, line=loan.kind == "line")
     _settle_if_paid(loan, today)
-    _close_paid(loan, installments, today)
-    repayment = Repayment(
-        public_id=uuid7(), loan=loan, channel=channel, reference=reference,
-        fingerprint=fingerprint, amount_fen=amount_fen, received_at=received_at,
-        business_date=today, penalty_fen=split.penalty_fen, interest_fen=split.interest_fen,
-        principal_fen=split.principal_fen, overpaid_fen=split.overpaid_fen,
-        recorded_by_staff_id=staff_id, journal_id=journal.id)
-    session.add(repayment)  # inserted with the installments at the commit's flush
+    _close_paid(loan, paid, today)
+    _write_installments(session, installments, paid)
+    repayment = _insert(session, Repayment, {
+        "public_id": uuid7(), "created_at": utcnow(), "loan_id": loan.id, "channel": channel,
+        "reference": reference, "fingerprint": fingerprint, "amount_fen": amount_fen,
+        "received_at": received_at, "business_date": today, "penalty_fen": split.penalty_fen,
+        "interest_fen": split.interest_fen, "principal_fen": split.principal_fen,
+        "overpaid_fen": split.overpaid_fen, "recorded_by_staff_id": staff_id,
+        "journal_id": journal.id})
+    set_committed_value(repayment, "loan", loan)  # the answer shows it: no reload
     audit.record(session, "repayment.book", repayment, actor=actor, summary={
         "loan": str(loan.public_id), "channel": channel, "amount_fen": amount_fen,
         "penalty_fen": split.penalty_fen, "interest_fen": split.interest_fen,
         "principal_fen": split.principal_fen, "overpaid_fen": split.overpaid_fen,
         "status": loan.status})
     return repayment, True
+
+
+_PAID = ("principal_paid_fen", "interest_paid_fen", "paid_on")
+
+
+@dataclass(slots=True)
+class _Paid:
+    """What allocation reads and moves of an installment (a copy: the installment objects
+    change only as written, see :func:`_write_installments`)."""
+
+    due_date: date
+    principal_due_fen: int
+    interest_due_fen: int
+    principal_paid_fen: int
+    interest_paid_fen: int
+    paid_on: date | None
+
+    @classmethod
+    def of(cls, item: Installment) -> _Paid:
+        return cls(item.due_date, item.principal_due_fen, item.interest_due_fen,
+                   item.principal_paid_fen, item.interest_paid_fen, item.paid_on)
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _PAID)
+
+
+def _write_installments(session: DbSession, installments: Sequence[Installment],
+                        paid: Sequence[_Paid]) -> None:
+    """Write what changed of ``paid`` to its installments: Core UPDATEs (one executemany),
+    the objects given the written values as committed (as if read back; no flush writes
+    them again)."""
+    changed = [(item, now) for item, now in zip(installments, paid, strict=True)
+               if tuple(getattr(item, name) for name in _PAID) != now.values()]
+    if not changed:
+        return
+    session.execute(_UPDATE_PAID, [
+        {"b_id": item.id, **{f"b_{name}": value for name, value in zip(_PAID, now.values(),
+                                                                          strict=True)}}
+        for item, now in changed])
+    for item, now in changed:
+        for name, value in zip(_PAID, now.values(), strict=True):
+            set_committed_value(item, name, value)
+
+
+_M = TypeVar("_M", bound=Model)
+
+
+@functools.cache
+def _inserting(model: type[Model]) -> sa.Insert:
+    rows = table(model)
+    return sa.insert(rows).returning(rows.c.id)
+
+
+def _insert(session: DbSession, model: type[_M], values: dict[str, Any]) -> _M:
+    """A Core ``INSERT ... RETURNING id`` of ``values``, and the row as a persistent object of
+    ``session`` (as if loaded; its relationships load when read)."""
+    row_id = session.execute(_inserting(model), values).scalar_one()
+    obj = model(id=row_id, **values)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
 
 
 def _post_repayment(session: DbSession, loan: Loan, split: Allocation, *, amount_fen: int,
@@ -277,3 +344,8 @@ def refund(session: DbSession, loan: Loan, *, amount_fen: int, reason: str,
     audit.record(session, "loan.refund", loan, actor=actor, summary={
         "amount_fen": amount_fen, "journal": str(journal.public_id)})
     return journal
+
+
+_installments = table(Installment)
+_UPDATE_PAID = (sa.update(_installments).where(_installments.c.id == sa.bindparam("b_id"))
+                .values({name: sa.bindparam(f"b_{name}") for name in _PAID}))

@@ -97,3 +97,39 @@ def test_charges_match_what_accrual_books(session: Any, world: w.World) -> None:
                                                          projected.penalty_carry)
     session.commit()
     assert_consistent(session)
+
+
+def test_an_overdue_line_draw_accrues_the_penalty_the_daily_job_books(
+        app: Any, session: Any, world: w.World) -> None:
+    from core.authz import Principal  # noqa: PLC0415
+    from lending.servicing import daily, lines, loans, repayments  # noqa: PLC0415
+
+    def line_with_a_draw() -> Any:
+        farmer = w.farmer(session, world)
+        who = Principal(kind="farmer", id=farmer.id, public_id=farmer.public_id,
+                        roles=frozenset({"farmer"}))
+        application = w.approved(session, world, farmer, product=world.line,
+                                 amount_fen=500_000, term_months=36)
+        loan = loans.accept(session, application, actor=who)
+        lines.draw(session, loan, who, amount_fen=300_000)
+        session.commit()
+        return loan
+
+    by_repayment, by_job = line_with_a_draw(), line_with_a_draw()
+    [due] = [i.due_date for i in quotes.open_installments(session, by_repayment)]
+    day = date.fromordinal(due.toordinal() + 10)
+    pin(app, day.isoformat())
+    repayments.accrue_to(session, by_repayment, day)
+    session.commit()
+    daily.run_day(session, day)  # skips the loan accrued to the day already
+    session.commit()
+
+    session.expire_all()
+    penalty = interest.accrue(300_000, by_repayment.penalty_rate_bp, by_repayment.day_count, 0,
+                              interest.days_weight(by_repayment.day_count, due, day))[0]
+    assert by_repayment.penalty_outstanding_fen == penalty > 0  # the draw's 10 days overdue
+    assert (by_repayment.interest_outstanding_fen, by_repayment.penalty_outstanding_fen,
+            by_repayment.interest_carry, by_repayment.penalty_carry) == (
+        by_job.interest_outstanding_fen, by_job.penalty_outstanding_fen,
+        by_job.interest_carry, by_job.penalty_carry)
+    assert_consistent(session)
