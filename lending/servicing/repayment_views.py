@@ -129,7 +129,7 @@ def refund_overpayment(data: dict[str, Any], loan_id: uuid.UUID) -> dict[str, An
     loan = get_visible(db.session, Loan, loan_id)
     journal = repayments.refund(db.session, loan, amount_fen=data["amount_fen"],
                                 reason=data["reason"], actor=current_principal().ref)
-    return {"id": journal.public_id, "loan_id": loan.public_id,
+    return {"public_id": journal.public_id, "loan_id": loan.public_id,
             "amount_fen": data["amount_fen"], "reason": data["reason"],
             "business_date": journal.business_date, "overpaid_fen": loan.overpaid_fen}
 

@@ -4,6 +4,7 @@ repayment, signed channel notifications, branch records and refunds, over HTTP."
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import date
 from typing import Any
 
@@ -204,6 +205,8 @@ def test_overpayment_and_refund(client: Any, session: Any, world: w.World) -> No
     refund = client.post(url, json={"amount_fen": 3_000, "reason": "多付退还"}, headers=staff)
     assert refund.status_code == 201, refund.json
     assert (refund.json["amount_fen"], refund.json["overpaid_fen"]) == (3_000, 2_000)
+    assert session.scalar(sa.select(JournalTransaction.kind).where(
+        JournalTransaction.public_id == uuid.UUID(refund.json["id"]))) == "refund"
     too_much = client.post(url, json={"amount_fen": 2_001, "reason": "x"}, headers=staff)
     assert too_much.status_code == 409
     assert too_much.json["code"] == "refund-exceeds-credit"
