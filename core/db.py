@@ -193,8 +193,9 @@ class WriterQueue:
 
     def lock_file(self, timeout: float) -> bool:
         """Between processes: an exclusive ``flock`` on ``<database>-writer``, tried every
-        half millisecond (one thread per process tries; SQLite's own wait sleeps up to 100 ms
-        between tries, so a busy process would keep the database to itself)."""
+        tenth of a millisecond (one thread per process tries; SQLite's own wait sleeps up to
+        100 ms between tries, so a busy process would keep the database to itself). The lock
+        changes hands hundreds of times a second under load: a longer sleep leaves it idle."""
         if not self._path:
             return True
         if self._fd is None or self._pid != os.getpid():  # a forked worker opens its own
@@ -209,7 +210,7 @@ class WriterQueue:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     return False
-                time.sleep(0.0005)
+                time.sleep(0.0001)
 
     def release(self) -> None:
         if self._fd is not None and self._pid == os.getpid():
@@ -232,7 +233,7 @@ def _writers_of(path: str) -> WriterQueue:
     100 ms between tries: under load a late writer overtakes one that has waited for seconds,
     and a busy process keeps the database to itself while another one sleeps. So the threads
     of a process queue in order (:class:`WriterQueue`), and the one at the head takes an
-    exclusive ``flock`` on ``<database>-writer``, tried every half millisecond, before
+    exclusive ``flock`` on ``<database>-writer``, tried every tenth of a millisecond, before
     ``BEGIN IMMEDIATE``. SQLite's own locking still guards the data; this only orders the
     writers. Durability is unchanged: each transaction still commits with its own fsync.
     """
@@ -324,6 +325,14 @@ def in_write(session: DbSession) -> bool:
     if not plain.in_transaction():
         return False
     return not plain.connection().get_execution_options().get(READ_ONLY, False)
+
+
+def in_read(session: DbSession) -> bool:
+    """Whether ``session`` holds a read begun with :func:`begin_read` (SQLite only)."""
+    plain = session() if isinstance(session, scoped_session) else session
+    if not plain.in_transaction() or plain.get_bind().dialect.name != "sqlite":
+        return False
+    return bool(plain.connection().get_execution_options().get(READ_ONLY, False))
 
 
 def end_read(session: DbSession, *keep: Any) -> None:

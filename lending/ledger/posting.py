@@ -75,20 +75,42 @@ def post(session: DbSession, *, kind: str, reference: str, business_date: date,
     Core statements (the transaction row ``INSERT ... RETURNING id``, its entries, one
     ``UPDATE`` per loan); the returned :class:`JournalTransaction` is a persistent object of
     ``session`` with the values written (its ``entries`` load when read)."""
+    values = _values(kind=kind, reference=reference, business_date=business_date,
+                     actor=actor, loan_id=loan_id, memo=memo, reverses_id=reverses_id)
+    journal = JournalTransaction(id=_write(session, values, lines), **values)
+    make_transient_to_detached(journal)  # as if loaded: no INSERT at the next flush
+    session.add(journal)
+    return journal
+
+
+def post_id(session: DbSession, *, kind: str, reference: str, business_date: date,
+            lines: Iterable[Line], actor: str, loan_id: int | None = None,
+            memo: dict[str, Any] | None = None) -> int:
+    """:func:`post`, answering only the transaction's id: no ORM object is built, for a
+    caller that keeps only the id (a repayment, on the busiest path)."""
+    return _write(session, _values(kind=kind, reference=reference, business_date=business_date,
+                                   actor=actor, loan_id=loan_id, memo=memo, reverses_id=None),
+                  lines)
+
+
+def _values(*, kind: str, reference: str, business_date: date, actor: str,
+            loan_id: int | None, memo: dict[str, Any] | None,
+            reverses_id: int | None) -> dict[str, Any]:
+    return {"public_id": uuid7(), "created_at": utcnow(), "kind": kind, "reference": reference,
+            "business_date": business_date, "loan_id": loan_id, "actor": actor,
+            "memo": memo or {}, "reverses_id": reverses_id}
+
+
+def _write(session: DbSession, values: dict[str, Any], lines: Iterable[Line]) -> int:
+    """Insert the transaction and its entries, move the balances; the transaction's id."""
     lines = [line for line in lines if line.amount_fen != 0]
     check_lines(lines)
-    values = {"public_id": uuid7(), "created_at": utcnow(), "kind": kind,
-              "reference": reference, "business_date": business_date, "loan_id": loan_id,
-              "actor": actor, "memo": memo or {}, "reverses_id": reverses_id}
     journal_id = _insert_journal(session, values)
     session.execute(_INSERT_ENTRIES, [
         {"journal_id": journal_id, "account": line.account, "loan_id": line.loan_id,
          "amount_fen": line.amount_fen} for line in lines])
     _move_balances(session, lines)
-    journal = JournalTransaction(id=journal_id, **values)
-    make_transient_to_detached(journal)  # as if loaded: no INSERT at the next flush
-    session.add(journal)
-    return journal
+    return journal_id
 
 
 def _insert_journal(session: DbSession, values: dict[str, Any]) -> int:

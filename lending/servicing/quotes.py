@@ -58,10 +58,14 @@ def accrual_start(loan: Loan) -> date | None:
 
 def open_installments(session: DbSession, loan: Loan) -> list[Installment]:
     """The loan's installments not fully paid, in due order."""
-    return list(session.scalars(
-        sa.select(Installment).where(Installment.loan_id == loan.id,
-                                     Installment.paid_on.is_(None))
-        .order_by(Installment.due_date, Installment.seq)))
+    return list(session.scalars(_OPEN_INSTALLMENTS, {"loan_id": loan.id}))
+
+
+_OPEN_INSTALLMENTS = (sa.select(Installment)
+                      .where(Installment.loan_id == sa.bindparam("loan_id"),
+                             Installment.paid_on.is_(None))
+                      .order_by(Installment.due_date, Installment.seq))
+"""Built once: a request pays for binding its parameter, not for building the statement."""
 
 
 def _overdue_steps(installments: Sequence[Installment], after: date,

@@ -21,7 +21,7 @@ from flask import Flask, current_app, g, request
 
 from core.api import Blueprint, raises, register
 from core.authz import access, current_principal, get_visible
-from core.db import db, utcnow
+from core.db import begin_read, db, utcnow
 from core.errors import NotFound, Unauthorized
 from core.i18n import lazy_gettext
 from core.idempotency import idempotent
@@ -87,6 +87,7 @@ def notify_payment(data: dict[str, Any]) -> Any:
     the same notification again gets the same answer, another with that reference 409."""
     paid_at = data["paid_at"].astimezone(UTC)
     content = {**data, "loan_id": str(data["loan_id"]), "paid_at": paid_at.isoformat()}
+    begin_read(db.session)  # SQLite: the look-ups take no write lock (see book_or_replay)
     loan = repayments.loan_by_public_id(db.session, data["loan_id"])
     repayment, booked = repayments.book_or_replay(
         db.session, loan, channel=data["channel"], reference=data["reference"],

@@ -2,8 +2,13 @@
 
 :func:`book` takes a payment (a channel's signed notification, or a branch's record):
 
-1. It locks the loan row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite serialises writers),
-   so concurrent payments for one loan book one after the other on fresh balances.
+1. It locks the loan row (``SELECT ... FOR UPDATE`` on PostgreSQL), so concurrent payments
+   for one loan book one after the other on fresh balances. SQLite has one write lock for the
+   whole database: when the caller began with :func:`core.db.begin_read` (the channel's
+   notification does), the look-ups (the loan, the reference, the open installments) take no
+   write lock; the write then begins with one statement that re-reads the loan's row and its
+   open installments, and books only if nothing booking reads has changed since. Otherwise
+   it books again from the start inside the write, on fresh rows.
 2. ``(channel, reference)`` seen before: the same content (its fingerprint) returns the stored
    repayment, other content is refused (409 ``reference-reused``).
 3. It accrues interest and penalty to the business date (:func:`accrue_to`).
@@ -46,13 +51,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from core import audit
 from core.authz import not_found
-from core.db import DbSession, Model, table, utcnow, uuid7
+from core.db import DbSession, Model, end_read, in_read, table, utcnow, uuid7
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.i18n import _, lazy_gettext
 from core.jobs import business_date
 from lending.ledger import accounts
 from lending.ledger.models import JournalTransaction
-from lending.ledger.posting import AlreadyPosted, Line, post
+from lending.ledger.posting import AlreadyPosted, Line, post, post_id
 from lending.servicing.models import ACTIVE, SETTLED, Installment, Loan, Repayment
 from lending.servicing.quotes import LoanNotActive, charges, open_installments
 
@@ -77,7 +82,7 @@ def fingerprint(content: dict[str, Any]) -> str:
 
 
 def loan_by_public_id(session: DbSession, public_id: uuid.UUID) -> Loan:
-    loan = session.scalars(sa.select(Loan).where(Loan.public_id == public_id)).first()
+    loan = session.scalars(_LOAN_BY_PUBLIC_ID, {"public_id": public_id}).first()
     if loan is None:
         raise NotFound(not_found(Loan))
     return loan
@@ -193,8 +198,7 @@ def _settle_if_paid(loan: Loan, today: date) -> None:
 # --- booking ----------------------------------------------------------------------------------
 
 def _stored(session: DbSession, channel: str, reference: str) -> Repayment | None:
-    return session.scalars(sa.select(Repayment).where(
-        Repayment.channel == channel, Repayment.reference == reference)).first()
+    return session.scalars(_STORED, {"channel": channel, "reference": reference}).first()
 
 
 def book(session: DbSession, loan: Loan, *, channel: str, reference: str, amount_fen: int,
@@ -212,6 +216,7 @@ def book_or_replay(session: DbSession, loan: Loan, *, channel: str, reference: s
     """:func:`book`, and whether it booked now (``False``: the stored repayment)."""
     if amount_fen <= 0:
         raise ValidationFailed(errors={"amount_fen": [_("Must be more than zero.")]})
+    reading = in_read(session)
     _lock(session, loan)
     stored = _stored(session, channel, reference)
     if stored is not None:
@@ -220,12 +225,19 @@ def book_or_replay(session: DbSession, loan: Loan, *, channel: str, reference: s
         return stored, False
     if loan.status != ACTIVE:
         raise LoanNotActive()
-    today = business_date()
     installments = open_installments(session, loan)
+    if reading:  # SQLite: the reads took no write lock; the write begins here
+        end_read(session, loan, *installments)
+        if not _unchanged(session, loan, installments):
+            session.expire_all()  # another payment came first: all again, in the write
+            return book_or_replay(session, loan, channel=channel, reference=reference,
+                                  amount_fen=amount_fen, received_at=received_at,
+                                  fingerprint=fingerprint, actor=actor, staff_id=staff_id)
+    today = business_date()
     _accrue(session, loan, installments, today)
     split = allocate(loan, amount_fen)
-    journal = _post_repayment(session, loan, split, amount_fen=amount_fen, channel=channel,
-                              reference=reference, today=today, actor=actor)
+    journal_id = _post_repayment(session, loan, split, amount_fen=amount_fen,
+                                 channel=channel, reference=reference, today=today, actor=actor)
     paid = [_Paid.of(item) for item in installments]
     _apply_interest(paid, split.interest_fen)
     _apply_principal(paid, split.principal_fen, today, line=loan.kind == "line")
@@ -238,7 +250,7 @@ def book_or_replay(session: DbSession, loan: Loan, *, channel: str, reference: s
         "received_at": received_at, "business_date": today, "penalty_fen": split.penalty_fen,
         "interest_fen": split.interest_fen, "principal_fen": split.principal_fen,
         "overpaid_fen": split.overpaid_fen, "recorded_by_staff_id": staff_id,
-        "journal_id": journal.id})
+        "journal_id": journal_id})
     set_committed_value(repayment, "loan", loan)  # the answer shows it: no reload
     audit.record(session, "repayment.book", repayment, actor=actor, summary={
         "loan": str(loan.public_id), "channel": channel, "amount_fen": amount_fen,
@@ -246,6 +258,23 @@ def book_or_replay(session: DbSession, loan: Loan, *, channel: str, reference: s
         "principal_fen": split.principal_fen, "overpaid_fen": split.overpaid_fen,
         "status": loan.status})
     return repayment, True
+
+
+def _unchanged(session: DbSession, loan: Loan, installments: Sequence[Installment]) -> bool:
+    """Whether the loan's row and its open installments are still exactly as read (every
+    column; one statement, which begins the write transaction). Booking decides on what it
+    read (the accrual, the allocation), so a payment read outside the write lock books only
+    on rows no one has changed since."""
+    rows = session.execute(_STATE, {"loan_id": loan.id}).all()
+    width = len(_LOAN_ATTRS)
+    if not rows or tuple(rows[0][:width]) != _values(loan, _LOAN_ATTRS):
+        return False
+    now = [tuple(row[width:]) for row in rows if row[width] is not None]
+    return now == [_values(item, _INSTALLMENT_ATTRS) for item in installments]
+
+
+def _values(obj: Model, attrs: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(getattr(obj, name) for name in attrs)
 
 
 _PAID = ("principal_paid_fen", "interest_paid_fen", "paid_on")
@@ -310,17 +339,16 @@ def _insert(session: DbSession, model: type[_M], values: dict[str, Any]) -> _M:
 
 
 def _post_repayment(session: DbSession, loan: Loan, split: Allocation, *, amount_fen: int,
-                    channel: str, reference: str, today: date,
-                    actor: str) -> JournalTransaction:
+                    channel: str, reference: str, today: date, actor: str) -> int:
     lines = [Line(accounts.REPAYMENT_CLEARING, amount_fen),
              Line(accounts.PENALTY_RECEIVABLE, -split.penalty_fen, loan.id),
              Line(accounts.INTEREST_RECEIVABLE, -split.interest_fen, loan.id),
              Line(accounts.LOAN_PRINCIPAL, -split.principal_fen, loan.id),
              Line(accounts.OVERPAYMENT, -split.overpaid_fen, loan.id)]
     try:
-        return post(session, kind="repayment", reference=f"{channel}:{reference}",
-                    business_date=today, lines=lines, actor=actor, loan_id=loan.id,
-                    memo={"channel": channel, "reference": reference})
+        return post_id(session, kind="repayment", reference=f"{channel}:{reference}",
+                       business_date=today, lines=lines, actor=actor, loan_id=loan.id,
+                       memo={"channel": channel, "reference": reference})
     except AlreadyPosted as exc:  # booked for another loan by a concurrent request
         raise ReferenceReused() from exc
 
@@ -346,6 +374,32 @@ def refund(session: DbSession, loan: Loan, *, amount_fen: int, reason: str,
     return journal
 
 
+# Built once (statements on every repayment's path: a request binds, it does not build).
+_LOAN_BY_PUBLIC_ID = sa.select(Loan).where(Loan.public_id == sa.bindparam("public_id"))
+_STORED = sa.select(Repayment).where(Repayment.channel == sa.bindparam("channel"),
+                                     Repayment.reference == sa.bindparam("reference"))
 _installments = table(Installment)
+
+
+def _columns(model: type[Model]) -> tuple[tuple[str, ...], list[sa.ColumnElement[Any]]]:
+    """Every mapped column of ``model``: the attribute names and their columns."""
+    props = sa.inspect(model).column_attrs
+    return tuple(p.key for p in props), [p.columns[0] for p in props]
+
+
+# What booking reads of a loan (the accrual's formula, the allocation, settling): a change to
+# any of these since the read means booking again on fresh rows. Every installment column.
+_LOAN_ATTRS = ("status", "kind", "disbursed_on", "accrued_through", "line_ends_on",
+               "settled_on", "annual_rate_bp", "penalty_rate_bp", "day_count", "relief_paused",
+               "interest_carry", "penalty_carry", "principal_outstanding_fen",
+               "interest_outstanding_fen", "penalty_outstanding_fen", "overpaid_fen")
+_loan_columns = [table(Loan).c[name] for name in _LOAN_ATTRS]
+_INSTALLMENT_ATTRS, _installment_columns = _columns(Installment)
+_STATE = (sa.select(*_loan_columns, *_installment_columns)
+          .select_from(sa.outerjoin(table(Loan), _installments, sa.and_(
+              _installments.c.loan_id == table(Loan).c.id, _installments.c.paid_on.is_(None))))
+          .where(table(Loan).c.id == sa.bindparam("loan_id"))
+          .order_by(_installments.c.due_date, _installments.c.seq))
+"""A loan's row and its open installments (in due order), column for column, at once."""
 _UPDATE_PAID = (sa.update(_installments).where(_installments.c.id == sa.bindparam("b_id"))
                 .values({name: sa.bindparam(f"b_{name}") for name in _PAID}))

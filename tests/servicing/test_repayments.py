@@ -4,6 +4,7 @@ repayment, signed channel notifications, branch records and refunds, over HTTP."
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import date
 from typing import Any
@@ -450,3 +451,81 @@ def test_statements_per_notification_do_not_grow(client: Any, session: Any,
     few, many = _count(session, short, client, "C-1"), _count(session, long, client, "C-2")
     assert few == many
     assert few <= 16
+
+
+# --- SQLite: read outside the write lock, book only on unchanged rows --------------------------
+
+def _another_pays_between_read_and_write(monkeypatch: pytest.MonkeyPatch, client: Any,
+                                         body: bytes) -> dict[str, Any]:
+    """Make the next notification's read end, then let ``body`` book and commit (a whole other
+    request) before its write begins: what another worker does in that gap."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL locks the loan row before it reads "
+                    "(test_concurrency_pg covers it)")
+    seen: dict[str, Any] = {"checks": []}
+    end_read, unchanged = repayments.end_read, repayments._unchanged
+
+    def end_read_then_another_pays(session: Any, *keep: Any) -> None:
+        end_read(session, *keep)
+        if "answer" not in seen:
+            seen["answer"] = None  # the other request reads and writes without a gap
+            other = threading.Thread(target=lambda: seen.update(answer=notify(client, body)))
+            other.start()  # another worker: a thread of its own, with its own session
+            other.join()
+
+    def spied(*args: Any) -> bool:
+        seen["checks"].append(unchanged(*args))
+        return seen["checks"][-1]
+
+    monkeypatch.setattr(repayments, "end_read", end_read_then_another_pays)
+    monkeypatch.setattr(repayments, "_unchanged", spied)
+    return seen
+
+
+def test_payment_books_on_rows_changed_after_its_read(monkeypatch: pytest.MonkeyPatch,
+                                                      client: Any, session: Any,
+                                                      world: w.World) -> None:
+    loan = active_loan(session, world)
+    session.commit()
+    seen = _another_pays_between_read_and_write(monkeypatch, client,
+                                                notification(loan, 20_000, "GAP-1"))
+    late = _pay(client, loan, 5_000, "GAP-2")
+    first = seen["answer"]
+    assert first.status_code == 200
+    # the first paid all of the interest: read before it, the second would have paid it again
+    assert (first.json["interest_fen"], first.json["principal_fen"]) == (11_800, 8_200)
+    assert (late["interest_fen"], late["principal_fen"]) == (0, 5_000)
+    assert seen["checks"] == [True, False]  # the other's own write, then this one's: changed
+    session.refresh(loan)
+    assert loan.principal_outstanding_fen == 1_000_000 - 8_200 - 5_000
+    assert loan.interest_outstanding_fen == 0
+    assert_consistent(session)
+
+
+def test_same_notification_in_the_gap_is_answered_as_a_repeat(monkeypatch: pytest.MonkeyPatch,
+                                                              client: Any, session: Any,
+                                                              world: w.World) -> None:
+    loan = active_loan(session, world)
+    session.commit()
+    body = notification(loan, 20_000, "GAP-3")
+    seen = _another_pays_between_read_and_write(monkeypatch, client, body)
+    again = notify(client, body)
+    assert seen["answer"].status_code == again.status_code == 200
+    assert again.json == seen["answer"].json
+    assert session.scalar(sa.select(sa.func.count()).select_from(Repayment)) == 1
+    assert_consistent(session)
+
+
+def test_payment_books_at_once_on_unchanged_rows(monkeypatch: pytest.MonkeyPatch,
+                                                 client: Any, session: Any,
+                                                 world: w.World) -> None:
+    loan, other = active_loan(session, world), active_loan(session, world)
+    session.commit()
+    # another loan's payment in the gap changes nothing this payment read
+    seen = _another_pays_between_read_and_write(monkeypatch, client,
+                                                notification(other, 20_000, "GAP-4"))
+    paid = _pay(client, loan, 20_000, "GAP-5")
+    assert seen["answer"].status_code == 200
+    assert seen["checks"] == [True, True]
+    assert (paid["interest_fen"], paid["principal_fen"]) == (11_800, 8_200)
+    assert_consistent(session)
