@@ -48,12 +48,13 @@ def record(session: DbSession, action: str, obj: Any = None, *,
            summary: dict[str, Any] | None = None, actor: str | None = None) -> None:
     """Write an audit event in ``session``'s transaction, now.
 
-    ``obj`` must have been flushed (its ``public_id`` is the event's object id). A Core INSERT,
-    not an ORM object: an event is never read back by the request that writes it, and every
+    ``obj`` must have been flushed (its ``public_id`` is the event's object id). A Core INSERT
+    on the session's connection, not an ORM object: an event is never read back by the
+    request that writes it, refers to no row by key (nothing need flush before it), and every
     state-changing request pays for one.
     """
     object_id = getattr(obj, "public_id", obj)
-    session.execute(_INSERT, {
+    session.connection().execute(_INSERT, {
         "occurred_at": utcnow(),
         "actor": actor or _actor(),
         "action": action,

@@ -2,11 +2,11 @@
 loan balance columns that cache the per-loan accounts, all in the caller's transaction.
 
 Services call :func:`post` (or :func:`reverse`); they never write a balance column themselves.
-It writes with Core statements (the session's pending changes flush before the first, as
-for any statement) and never commits, like every service; the loan objects in the session get
-the new balances as committed values (no flush writes them again). A second posting of the
-same ``(kind, reference)`` raises :class:`AlreadyPosted` and leaves the session usable (a
-savepoint on PostgreSQL; on SQLite the failed INSERT undoes only itself).
+It writes with Core statements on the session's connection (the session's pending changes
+flush before the first) and never commits, like every service; the loan objects in the
+session get the new balances as committed values (no flush writes them again). A second
+posting of the same ``(kind, reference)`` raises :class:`AlreadyPosted` and leaves the session
+usable (a savepoint on PostgreSQL; on SQLite the failed INSERT undoes only itself).
 """
 
 from __future__ import annotations
@@ -105,8 +105,9 @@ def _write(session: DbSession, values: dict[str, Any], lines: Iterable[Line]) ->
     """Insert the transaction and its entries, move the balances; the transaction's id."""
     lines = [line for line in lines if line.amount_fen != 0]
     check_lines(lines)
+    session.flush()  # the session's pending changes first; then Core on its connection
     journal_id = _insert_journal(session, values)
-    session.execute(_INSERT_ENTRIES, [
+    session.connection().execute(_INSERT_ENTRIES, [
         {"journal_id": journal_id, "account": line.account, "loan_id": line.loan_id,
          "amount_fen": line.amount_fen} for line in lines])
     _move_balances(session, lines)
@@ -121,9 +122,9 @@ def _insert_journal(session: DbSession, values: dict[str, Any]) -> int:
     none."""
     try:
         if session.get_bind().dialect.name == "sqlite":
-            return int(session.execute(_INSERT_JOURNAL, values).scalar_one())
+            return int(session.connection().execute(_INSERT_JOURNAL, values).scalar_one())
         with session.begin_nested():
-            return int(session.execute(_INSERT_JOURNAL, values).scalar_one())
+            return int(session.connection().execute(_INSERT_JOURNAL, values).scalar_one())
     except IntegrityError as exc:
         raise AlreadyPosted() from exc
 
@@ -151,7 +152,7 @@ def _move_balances(session: DbSession, lines: Sequence[Line]) -> None:
         names = tuple(sorted(name for name, delta in deltas.items() if delta))
         if not names:
             continue
-        row = session.execute(_move_statement(names), {
+        row = session.connection().execute(_move_statement(names), {
             "b_id": loan_id, **{f"b_{name}": deltas[name] for name in names}}).one()
         loan = session.identity_map.get(identity_key(Loan, loan_id))
         if loan is not None:

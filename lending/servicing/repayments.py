@@ -115,8 +115,8 @@ def _accrue(session: DbSession, loan: Loan, installments: Sequence[Installment],
     if start is None or through <= start:
         return None
     due = charges(loan, installments, through)
-    loan.interest_carry, loan.penalty_carry = due.interest_carry, due.penalty_carry
-    loan.accrued_through = through
+    _set_accrued(session, loan, interest_carry=due.interest_carry,
+                 penalty_carry=due.penalty_carry, accrued_through=through)
     if not (due.interest_fen or due.penalty_fen):
         return None
     lines = [Line(accounts.INTEREST_RECEIVABLE, due.interest_fen, loan.id),
@@ -126,6 +126,15 @@ def _accrue(session: DbSession, loan: Loan, installments: Sequence[Installment],
     return post(session, kind="accrual", reference=f"{loan.public_id}:{through}",
                 business_date=through, lines=lines, actor=audit.SYSTEM, loan_id=loan.id,
                 memo={"from": str(start), "through": str(through)})
+
+
+def _set_accrued(session: DbSession, loan: Loan, **values: Any) -> None:
+    """Write how far the loan is accrued (a Core UPDATE; the loan object gets the values as
+    committed, as if read back: no flush writes them again)."""
+    params = {"b_id": loan.id, **{f"b_{name}": value for name, value in values.items()}}
+    session.connection().execute(_SET_ACCRUED, params)
+    for name, value in values.items():
+        set_committed_value(loan, name, value)
 
 
 # --- allocation -------------------------------------------------------------------------------
@@ -265,7 +274,7 @@ def _unchanged(session: DbSession, loan: Loan, installments: Sequence[Installmen
     column; one statement, which begins the write transaction). Booking decides on what it
     read (the accrual, the allocation), so a payment read outside the write lock books only
     on rows no one has changed since."""
-    rows = session.execute(_STATE, {"loan_id": loan.id}).all()
+    rows = session.connection().execute(_STATE, {"loan_id": loan.id}).all()
     width = len(_LOAN_ATTRS)
     if not rows or tuple(rows[0][:width]) != _values(loan, _LOAN_ATTRS):
         return False
@@ -310,7 +319,7 @@ def _write_installments(session: DbSession, installments: Sequence[Installment],
                if tuple(getattr(item, name) for name in _PAID) != now.values()]
     if not changed:
         return
-    session.execute(_UPDATE_PAID, [
+    session.connection().execute(_UPDATE_PAID, [
         {"b_id": item.id, **{f"b_{name}": value for name, value in zip(_PAID, now.values(),
                                                                           strict=True)}}
         for item, now in changed])
@@ -331,7 +340,7 @@ def _inserting(model: type[Model]) -> sa.Insert:
 def _insert(session: DbSession, model: type[_M], values: dict[str, Any]) -> _M:
     """A Core ``INSERT ... RETURNING id`` of ``values``, and the row as a persistent object of
     ``session`` (as if loaded; its relationships load when read)."""
-    row_id = session.execute(_inserting(model), values).scalar_one()
+    row_id = session.connection().execute(_inserting(model), values).scalar_one()
     obj = model(id=row_id, **values)
     make_transient_to_detached(obj)
     session.add(obj)
@@ -379,6 +388,10 @@ _LOAN_BY_PUBLIC_ID = sa.select(Loan).where(Loan.public_id == sa.bindparam("publi
 _STORED = sa.select(Repayment).where(Repayment.channel == sa.bindparam("channel"),
                                      Repayment.reference == sa.bindparam("reference"))
 _installments = table(Installment)
+_loans = table(Loan)
+_SET_ACCRUED = (sa.update(_loans).where(_loans.c.id == sa.bindparam("b_id")).values({
+    name: sa.bindparam(f"b_{name}") for name in ("interest_carry", "penalty_carry",
+                                                 "accrued_through")}))
 
 
 def _columns(model: type[Model]) -> tuple[tuple[str, ...], list[sa.ColumnElement[Any]]]:
@@ -393,12 +406,12 @@ _LOAN_ATTRS = ("status", "kind", "disbursed_on", "accrued_through", "line_ends_o
                "settled_on", "annual_rate_bp", "penalty_rate_bp", "day_count", "relief_paused",
                "interest_carry", "penalty_carry", "principal_outstanding_fen",
                "interest_outstanding_fen", "penalty_outstanding_fen", "overpaid_fen")
-_loan_columns = [table(Loan).c[name] for name in _LOAN_ATTRS]
+_loan_columns = [_loans.c[name] for name in _LOAN_ATTRS]
 _INSTALLMENT_ATTRS, _installment_columns = _columns(Installment)
 _STATE = (sa.select(*_loan_columns, *_installment_columns)
-          .select_from(sa.outerjoin(table(Loan), _installments, sa.and_(
-              _installments.c.loan_id == table(Loan).c.id, _installments.c.paid_on.is_(None))))
-          .where(table(Loan).c.id == sa.bindparam("loan_id"))
+          .select_from(sa.outerjoin(_loans, _installments, sa.and_(
+              _installments.c.loan_id == _loans.c.id, _installments.c.paid_on.is_(None))))
+          .where(_loans.c.id == sa.bindparam("loan_id"))
           .order_by(_installments.c.due_date, _installments.c.seq))
 """A loan's row and its open installments (in due order), column for column, at once."""
 _UPDATE_PAID = (sa.update(_installments).where(_installments.c.id == sa.bindparam("b_id"))
