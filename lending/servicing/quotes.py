@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -68,7 +68,20 @@ _OPEN_INSTALLMENTS = (sa.select(Installment)
 """Built once: a request pays for binding its parameter, not for building the statement."""
 
 
-def _overdue_steps(installments: Sequence[Installment], after: date,
+class Scheduled(Protocol):
+    """What accrual reads of an installment: an :class:`Installment`, or a row read with Core."""
+
+    @property
+    def due_date(self) -> date: ...
+
+    @property
+    def principal_due_fen(self) -> int: ...
+
+    @property
+    def principal_paid_fen(self) -> int: ...
+
+
+def _overdue_steps(installments: Sequence[Scheduled], after: date,
                    through: date) -> list[tuple[date, date, int]]:
     """``(from, to, overdue)``: the days ``(from, to]`` of ``(after, through]`` on which the
     overdue principal is ``overdue``."""
@@ -82,7 +95,7 @@ def _overdue_steps(installments: Sequence[Installment], after: date,
     return steps
 
 
-def charges(loan: Loan, installments: Sequence[Installment], through: date) -> Charges:
+def charges(loan: Loan, installments: Sequence[Scheduled], through: date) -> Charges:
     """Interest and penalty from :func:`accrual_start` through ``through`` (see the module
     docstring), without booking anything."""
     start = accrual_start(loan)

@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from core import audit
 from core.authz import not_found
@@ -59,7 +60,7 @@ from lending.ledger import accounts
 from lending.ledger.models import JournalTransaction
 from lending.ledger.posting import AlreadyPosted, Line, post, post_id
 from lending.servicing.models import ACTIVE, SETTLED, Installment, Loan, Repayment
-from lending.servicing.quotes import LoanNotActive, charges, open_installments
+from lending.servicing.quotes import LoanNotActive, Scheduled, charges, open_installments
 
 __all__ = ["LoanNotActive", "ReferenceReused", "RefundExceedsCredit", "accrue_to", "book",
            "book_or_replay", "fingerprint", "loan_by_public_id", "refund"]
@@ -109,7 +110,7 @@ def accrue_to(session: DbSession, loan: Loan, through: date) -> JournalTransacti
     return _accrue(session, loan, open_installments(session, loan), through)
 
 
-def _accrue(session: DbSession, loan: Loan, installments: Sequence[Installment],
+def _accrue(session: DbSession, loan: Loan, installments: Sequence[Scheduled],
             through: date) -> JournalTransaction | None:
     start = loan.accrued_through or loan.disbursed_on
     if start is None or through <= start:
@@ -207,7 +208,10 @@ def _settle_if_paid(loan: Loan, today: date) -> None:
 # --- booking ----------------------------------------------------------------------------------
 
 def _stored(session: DbSession, channel: str, reference: str) -> Repayment | None:
-    return session.scalars(_STORED, {"channel": channel, "reference": reference}).first()
+    """The repayment booked with this reference (a Core look-up: most payments are new)."""
+    found = session.connection().execute(_STORED, {"channel": channel,
+                                                   "reference": reference}).scalar()
+    return None if found is None else session.get(Repayment, found)
 
 
 def book(session: DbSession, loan: Loan, *, channel: str, reference: str, amount_fen: int,
@@ -234,25 +238,26 @@ def book_or_replay(session: DbSession, loan: Loan, *, channel: str, reference: s
         return stored, False
     if loan.status != ACTIVE:
         raise LoanNotActive()
-    installments = open_installments(session, loan)
+    state = _state(session, loan)
     if reading:  # SQLite: the reads took no write lock; the write begins here
-        end_read(session, loan, *installments)
-        if not _unchanged(session, loan, installments):
+        end_read(session, loan)
+        if not _unchanged(session, loan, state):
             session.expire_all()  # another payment came first: all again, in the write
             return book_or_replay(session, loan, channel=channel, reference=reference,
                                   amount_fen=amount_fen, received_at=received_at,
                                   fingerprint=fingerprint, actor=actor, staff_id=staff_id)
+    paid = _open(state)
+    before = [item.values() for item in paid]
     today = business_date()
-    _accrue(session, loan, installments, today)
+    _accrue(session, loan, paid, today)
     split = allocate(loan, amount_fen)
     journal_id = _post_repayment(session, loan, split, amount_fen=amount_fen,
                                  channel=channel, reference=reference, today=today, actor=actor)
-    paid = [_Paid.of(item) for item in installments]
     _apply_interest(paid, split.interest_fen)
     _apply_principal(paid, split.principal_fen, today, line=loan.kind == "line")
     _settle_if_paid(loan, today)
     _close_paid(loan, paid, today)
-    _write_installments(session, installments, paid)
+    _write_installments(session, paid, before)
     repayment = _insert(session, Repayment, {
         "public_id": uuid7(), "created_at": utcnow(), "loan_id": loan.id, "channel": channel,
         "reference": reference, "fingerprint": fingerprint, "amount_fen": amount_fen,
@@ -269,21 +274,24 @@ def book_or_replay(session: DbSession, loan: Loan, *, channel: str, reference: s
     return repayment, True
 
 
-def _unchanged(session: DbSession, loan: Loan, installments: Sequence[Installment]) -> bool:
-    """Whether the loan's row and its open installments are still exactly as read (every
-    column; one statement, which begins the write transaction). Booking decides on what it
-    read (the accrual, the allocation), so a payment read outside the write lock books only
-    on rows no one has changed since."""
-    rows = session.connection().execute(_STATE, {"loan_id": loan.id}).all()
-    width = len(_LOAN_ATTRS)
-    if not rows or tuple(rows[0][:width]) != _values(loan, _LOAN_ATTRS):
-        return False
-    now = [tuple(row[width:]) for row in rows if row[width] is not None]
-    return now == [_values(item, _INSTALLMENT_ATTRS) for item in installments]
+def _state(session: DbSession, loan: Loan) -> list[tuple[Any, ...]]:
+    """The loan's row (what booking reads of it) and its open installments (every column, in
+    due order), one statement: what a booking decides on."""
+    return [tuple(row) for row in session.connection().execute(_STATE, {"loan_id": loan.id})]
 
 
-def _values(obj: Model, attrs: Sequence[str]) -> tuple[Any, ...]:
-    return tuple(getattr(obj, name) for name in attrs)
+def _unchanged(session: DbSession, loan: Loan, state: list[tuple[Any, ...]]) -> bool:
+    """Whether the loan and its open installments are still exactly as read (the first
+    statement of the write transaction). Booking decides on what it read (the accrual, the
+    allocation), so a payment read outside the write lock books only on rows no one has
+    changed since."""
+    return _state(session, loan) == state
+
+
+def _open(state: list[tuple[Any, ...]]) -> list[_Paid]:
+    """The open installments of a :func:`_state`, as allocation reads and moves them."""
+    at = len(_LOAN_ATTRS)
+    return [_Paid(*(row[index] for index in _PAID_AT)) for row in state if row[at] is not None]
 
 
 _PAID = ("principal_paid_fen", "interest_paid_fen", "paid_on")
@@ -291,9 +299,10 @@ _PAID = ("principal_paid_fen", "interest_paid_fen", "paid_on")
 
 @dataclass(slots=True)
 class _Paid:
-    """What allocation reads and moves of an installment (a copy: the installment objects
-    change only as written, see :func:`_write_installments`)."""
+    """An open installment as allocation reads and moves it (read with Core, written back by
+    :func:`_write_installments`)."""
 
+    id: int
     due_date: date
     principal_due_fen: int
     interest_due_fen: int
@@ -301,31 +310,26 @@ class _Paid:
     interest_paid_fen: int
     paid_on: date | None
 
-    @classmethod
-    def of(cls, item: Installment) -> _Paid:
-        return cls(item.due_date, item.principal_due_fen, item.interest_due_fen,
-                   item.principal_paid_fen, item.interest_paid_fen, item.paid_on)
-
     def values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in _PAID)
 
 
-def _write_installments(session: DbSession, installments: Sequence[Installment],
-                        paid: Sequence[_Paid]) -> None:
-    """Write what changed of ``paid`` to its installments: Core UPDATEs (one executemany),
-    the objects given the written values as committed (as if read back; no flush writes
-    them again)."""
-    changed = [(item, now) for item, now in zip(installments, paid, strict=True)
-               if tuple(getattr(item, name) for name in _PAID) != now.values()]
+def _write_installments(session: DbSession, paid: Sequence[_Paid],
+                        before: Sequence[tuple[Any, ...]]) -> None:
+    """Write what changed of ``paid`` (one executemany of Core UPDATEs); an installment object
+    already in the session gets the written values as committed (as if read back)."""
+    changed = [item for item, was in zip(paid, before, strict=True) if item.values() != was]
     if not changed:
         return
     session.connection().execute(_UPDATE_PAID, [
-        {"b_id": item.id, **{f"b_{name}": value for name, value in zip(_PAID, now.values(),
+        {"b_id": item.id, **{f"b_{name}": value for name, value in zip(_PAID, item.values(),
                                                                           strict=True)}}
-        for item, now in changed])
-    for item, now in changed:
-        for name, value in zip(_PAID, now.values(), strict=True):
-            set_committed_value(item, name, value)
+        for item in changed])
+    for item in changed:
+        loaded = session.identity_map.get(identity_key(Installment, item.id))
+        if loaded is not None:
+            for name, value in zip(_PAID, item.values(), strict=True):
+                set_committed_value(loaded, name, value)
 
 
 _M = TypeVar("_M", bound=Model)
@@ -385,8 +389,8 @@ def refund(session: DbSession, loan: Loan, *, amount_fen: int, reason: str,
 
 # Built once (statements on every repayment's path: a request binds, it does not build).
 _LOAN_BY_PUBLIC_ID = sa.select(Loan).where(Loan.public_id == sa.bindparam("public_id"))
-_STORED = sa.select(Repayment).where(Repayment.channel == sa.bindparam("channel"),
-                                     Repayment.reference == sa.bindparam("reference"))
+_STORED = sa.select(Repayment.id).where(Repayment.channel == sa.bindparam("channel"),
+                                        Repayment.reference == sa.bindparam("reference"))
 _installments = table(Installment)
 _loans = table(Loan)
 _SET_ACCRUED = (sa.update(_loans).where(_loans.c.id == sa.bindparam("b_id")).values({
@@ -416,3 +420,5 @@ _STATE = (sa.select(*_loan_columns, *_installment_columns)
 """A loan's row and its open installments (in due order), column for column, at once."""
 _UPDATE_PAID = (sa.update(_installments).where(_installments.c.id == sa.bindparam("b_id"))
                 .values({name: sa.bindparam(f"b_{name}") for name in _PAID}))
+_PAID_AT = [len(_LOAN_ATTRS) + _INSTALLMENT_ATTRS.index(name) for name in _Paid.__slots__]
+"""Where each field of :class:`_Paid` is in a row of :data:`_STATE`."""
