@@ -6,7 +6,7 @@ It writes with Core statements on the session's connection (the session's pendin
 flush before the first) and never commits, like every service; the loan objects in the
 session get the new balances as committed values (no flush writes them again). A second
 posting of the same ``(kind, reference)`` raises :class:`AlreadyPosted` and leaves the session
-usable (a savepoint on PostgreSQL; on SQLite the failed INSERT undoes only itself).
+usable (the INSERT does nothing on the conflict: no statement fails).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -116,17 +116,15 @@ def _write(session: DbSession, values: dict[str, Any], lines: Iterable[Line]) ->
 
 def _insert_journal(session: DbSession, values: dict[str, Any]) -> int:
     """Insert the transaction row; a taken ``(kind, reference)`` (or reversed transaction)
-    raises :class:`AlreadyPosted` and leaves the session's transaction usable. On PostgreSQL a
-    failed statement aborts the transaction, so the INSERT runs in a savepoint; on SQLite a
-    failed INSERT undoes only itself (a constraint error aborts the statement), so it needs
-    none."""
-    try:
-        if session.get_bind().dialect.name == "sqlite":
-            return int(session.connection().execute(_INSERT_JOURNAL, values).scalar_one())
-        with session.begin_nested():
-            return int(session.connection().execute(_INSERT_JOURNAL, values).scalar_one())
-    except IntegrityError as exc:
-        raise AlreadyPosted() from exc
+    raises :class:`AlreadyPosted` and leaves the session's transaction usable: the INSERT
+    does nothing on a unique conflict (``ON CONFLICT DO NOTHING``, PostgreSQL and SQLite), so
+    no statement fails and no savepoint is needed (on PostgreSQL a failed statement would
+    abort the whole transaction). Any other constraint still fails loudly."""
+    conn = session.connection()
+    journal_id = conn.execute(_INSERT_JOURNAL[conn.dialect.name], values).scalar()
+    if journal_id is None:
+        raise AlreadyPosted()
+    return int(journal_id)
 
 
 def reverse(session: DbSession, journal: JournalTransaction, *, business_date: date,
@@ -183,5 +181,9 @@ def loan_balances(session: DbSession, loan_id: int) -> dict[str, int]:
 
 _entries = table(JournalEntry)
 _journals = table(JournalTransaction)
-_INSERT_JOURNAL = sa.insert(_journals).returning(_journals.c.id)
+_INSERT_JOURNAL = {
+    "postgresql": postgresql.insert(_journals).on_conflict_do_nothing()
+    .returning(_journals.c.id),
+    "sqlite": sqlite.insert(_journals).on_conflict_do_nothing().returning(_journals.c.id),
+}
 _INSERT_ENTRIES = sa.insert(_entries)

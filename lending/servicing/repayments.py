@@ -230,7 +230,7 @@ def book_or_replay(session: DbSession, loan: Loan, *, channel: str, reference: s
     if amount_fen <= 0:
         raise ValidationFailed(errors={"amount_fen": [_("Must be more than zero.")]})
     reading = in_read(session)
-    _lock(session, loan)
+    state = _state(session, loan, lock=True)  # PostgreSQL: the loan row locked from here
     stored = _stored(session, channel, reference)
     if stored is not None:
         if stored.fingerprint != fingerprint or stored.loan_id != loan.id:
@@ -238,7 +238,6 @@ def book_or_replay(session: DbSession, loan: Loan, *, channel: str, reference: s
         return stored, False
     if loan.status != ACTIVE:
         raise LoanNotActive()
-    state = _state(session, loan)
     if reading:  # SQLite: the reads took no write lock; the write begins here
         end_read(session, loan)
         if not _unchanged(session, loan, state):
@@ -274,10 +273,19 @@ def book_or_replay(session: DbSession, loan: Loan, *, channel: str, reference: s
     return repayment, True
 
 
-def _state(session: DbSession, loan: Loan) -> list[tuple[Any, ...]]:
+def _state(session: DbSession, loan: Loan, *, lock: bool = False) -> list[tuple[Any, ...]]:
     """The loan's row (what booking reads of it) and its open installments (every column, in
-    due order), one statement: what a booking decides on."""
-    return [tuple(row) for row in session.connection().execute(_STATE, {"loan_id": loan.id})]
+    due order), one statement: what a booking decides on. With ``lock``, the loan row is
+    locked (``FOR UPDATE OF loans`` on PostgreSQL; SQLite has its one write lock) and the loan
+    object gets what was read as committed values (no reload)."""
+    conn = session.connection()
+    locking = lock and conn.dialect.name != "sqlite"
+    rows = [tuple(row) for row in conn.execute(_STATE_LOCKED if locking else _STATE,
+                                               {"loan_id": loan.id})]
+    if lock and rows:
+        for name, value in zip(_LOAN_ATTRS, rows[0], strict=False):
+            set_committed_value(loan, name, value)
+    return rows
 
 
 def _unchanged(session: DbSession, loan: Loan, state: list[tuple[Any, ...]]) -> bool:
@@ -418,6 +426,7 @@ _STATE = (sa.select(*_loan_columns, *_installment_columns)
           .where(_loans.c.id == sa.bindparam("loan_id"))
           .order_by(_installments.c.due_date, _installments.c.seq))
 """A loan's row and its open installments (in due order), column for column, at once."""
+_STATE_LOCKED = _STATE.with_for_update(of=_loans)
 _UPDATE_PAID = (sa.update(_installments).where(_installments.c.id == sa.bindparam("b_id"))
                 .values({name: sa.bindparam(f"b_{name}") for name in _PAID}))
 _PAID_AT = [len(_LOAN_ATTRS) + _INSTALLMENT_ATTRS.index(name) for name in _Paid.__slots__]
