@@ -93,15 +93,20 @@ def _on_conflict(stmt: Any) -> Any:
 
 
 def upsert(session: DbSession, rows: Sequence[dict[str, Any]]) -> set[int]:
-    """Insert or update ``rows`` (one statement per :data:`BATCH`); returns the ids of the
-    farmers whose parcels changed. Rows go in parcel-code order, so two transactions writing
-    overlapping parcels lock them in the same order (no deadlock on PostgreSQL)."""
-    touched: set[int] = set()
+    """Insert or update ``rows``; returns the ids of the farmers whose parcels changed.
+
+    One statement built once per dialect, executed with the rows as parameter sets
+    (SQLAlchemy's "insertmanyvalues" sends them as multi-row INSERTs with RETURNING), so a
+    request pays for binding its rows, not for building and compiling an upsert. Rows go in
+    parcel-code order, so two transactions writing overlapping parcels lock them in the same
+    order (no deadlock on PostgreSQL)."""
     rows = sorted(rows, key=lambda row: row["parcel_code"])
-    for start in range(0, len(rows), BATCH):
-        stmt = _on_conflict(_insert(session).values(list(rows[start:start + BATCH])))
-        touched.update(session.scalars(stmt))
-    return touched
+    conn = session.connection()
+    return set(conn.execute(_UPSERT[conn.dialect.name], rows).scalars())
+
+
+_UPSERT = {"postgresql": _on_conflict(postgresql.insert(_table)),
+           "sqlite": _on_conflict(sqlite.insert(_table))}
 
 
 def remember(session: DbSession, farmer: Farmer, land_record: LandRecord, *,
