@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import fcntl
+import functools
 import os
 import sqlite3
 import threading
@@ -19,14 +20,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    make_transient_to_detached,
+    mapped_column,
+    scoped_session,
+)
 
 # What services take as their first argument: the request's scoped session, or a plain one.
 DbSession = Session | scoped_session[Any]
@@ -100,6 +108,34 @@ def rowcount(result: Any) -> int:
     """Rows an UPDATE or DELETE matched (``Session.execute`` is typed as returning a plain
     ``Result``; for those statements it is a ``CursorResult``)."""
     return int(cast(sa.CursorResult[Any], result).rowcount or 0)
+
+
+_M = TypeVar("_M", bound="Base")
+
+
+@functools.cache
+def _inserting(model: type[Base]) -> tuple[sa.Insert, frozenset[str]]:
+    rows = table(model)
+    return sa.insert(rows).returning(rows.c.id), frozenset(rows.c.keys()) - {"id"}
+
+
+def insert_row(session: DbSession, model: type[_M], values: dict[str, Any]) -> _M:
+    """A Core ``INSERT ... RETURNING id`` of ``values`` on the session's connection (after a
+    flush of its pending changes), and the row as a persistent object of ``session``, as if
+    loaded: no unit of work, no INSERT at the next flush, its relationships load when read.
+
+    ``values`` names every column but ``id``: a value left to a column default would be
+    written but unknown to the object (read, it would load again), so a missing column is a
+    programming error (``ValueError``)."""
+    statement, columns = _inserting(model)
+    if missing := columns - values.keys():
+        raise ValueError(f"insert_row({model.__name__}) without {sorted(missing)}")
+    session.flush()
+    row_id = session.connection().execute(statement, values).scalar_one()
+    obj = model(id=row_id, **values)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
 
 
 class Base(DeclarativeBase):

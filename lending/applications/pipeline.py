@@ -29,7 +29,7 @@ from flask import current_app
 
 from core import audit
 from core.authz import Principal
-from core.db import DbSession, end_read, utcnow, uuid7
+from core.db import DbSession, end_read, insert_row, table, utcnow, uuid7
 from core.errors import NongdaiError
 from core.i18n import _, lazy_gettext
 from core.people import services as people
@@ -169,16 +169,18 @@ def record_new(session: DbSession, plan: Plan, by: Principal) -> tuple[Applicati
             evidence="application")
     data, draft = plan.data, bool(plan.data.get("draft"))
     now = utcnow()
-    application = Application(
-        farmer=farmer, village_id=farmer.village_id, product=plan.product,
-        state=states.DRAFT if draft else states.SUBMITTED, state_changed_at=now,
-        amount_fen=data["amount_fen"], term_months=data["term_months"],
-        purpose=data["purpose"], crop=data["crop"], info_requested=False,
-        terms=products.terms_snapshot(plan.product),
-        submitted_at=None if draft else now, policy_id=None if draft else plan.case.policy.id)
-    session.add(application)
-    session.flush()
-    session.execute(sa.insert(ApplicationParcel), [
+    application = insert_row(session, Application, {
+        "public_id": uuid7(), "created_at": now, "farmer_id": farmer.id,
+        "village_id": farmer.village_id, "product_id": plan.product.id,
+        "policy_id": None if draft else plan.case.policy.id,
+        "state": states.DRAFT if draft else states.SUBMITTED, "state_changed_at": now,
+        "amount_fen": data["amount_fen"], "term_months": data["term_months"],
+        "purpose": data["purpose"], "crop": data["crop"],
+        "terms": products.terms_snapshot(plan.product),
+        "submitted_at": None if draft else now, "decided_at": None,
+        "approved_amount_fen": None, "retry_at": None, "info_requested": False,
+        "recommended_by_id": None, "recommendation": None})
+    session.connection().execute(_INSERT_PARCELS, [
         {**parcel, "application_id": application.id, "public_id": uuid7(), "created_at": now}
         for parcel in data["parcels"]])
     audit.record(session, "application.create", application, actor=by.ref, summary={
@@ -208,13 +210,13 @@ def decide(session: DbSession, plan: Plan, application: Application, *,
         registries.remember(session, plan.lookup)
         parcels.remember_lookup(session, plan.farmer, plan.lookup)
     result = plan.result or underwriting.evaluate(plan.case, plan.lookup)
-    decision = Decision(application_id=application.id, policy_id=plan.case.policy.id,
-                        policy_version=plan.case.policy.version, outcome=result.outcome,
-                        limit_fen=result.limit_fen, amount_fen=result.amount_fen,
-                        score=result.score, factors=result.factors, reasons=result.reasons,
-                        snapshot=result.snapshot, decided_at=utcnow())
-    session.add(decision)
-    session.flush()
+    now = utcnow()
+    decision = insert_row(session, Decision, {
+        "public_id": uuid7(), "created_at": now, "application_id": application.id,
+        "policy_id": plan.case.policy.id, "policy_version": plan.case.policy.version,
+        "outcome": result.outcome, "limit_fen": result.limit_fen,
+        "amount_fen": result.amount_fen, "score": result.score, "factors": result.factors,
+        "reasons": result.reasons, "snapshot": result.snapshot, "decided_at": now})
     audit.record(session, "decision.made", decision, actor="system", summary={
         "application_id": str(application.public_id), "outcome": result.outcome,
         "policy_version": decision.policy_version, "score": result.score,
@@ -296,3 +298,7 @@ def due_for_retry(at: datetime) -> sa.Select[Any]:
     return (sa.select(Application.id)
             .where(Application.state == states.UNDER_REVIEW, Application.retry_at <= at)
             .order_by(Application.retry_at))
+
+
+_INSERT_PARCELS = sa.insert(table(ApplicationParcel))
+"""The declared parcels, a Core executemany (no ORM bulk-insert machinery)."""

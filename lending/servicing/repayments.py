@@ -36,23 +36,21 @@ journal (kind ``refund``; the reason in the memo).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from core import audit
 from core.authz import not_found
-from core.db import DbSession, Model, end_read, in_read, table, utcnow, uuid7
+from core.db import DbSession, Model, end_read, in_read, insert_row, table, utcnow, uuid7
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.i18n import _, lazy_gettext
 from core.jobs import business_date
@@ -257,7 +255,7 @@ def book_or_replay(session: DbSession, loan: Loan, *, channel: str, reference: s
     _settle_if_paid(loan, today)
     _close_paid(loan, paid, today)
     _write_installments(session, paid, before)
-    repayment = _insert(session, Repayment, {
+    repayment = insert_row(session, Repayment, {
         "public_id": uuid7(), "created_at": utcnow(), "loan_id": loan.id, "channel": channel,
         "reference": reference, "fingerprint": fingerprint, "amount_fen": amount_fen,
         "received_at": received_at, "business_date": today, "penalty_fen": split.penalty_fen,
@@ -338,25 +336,6 @@ def _write_installments(session: DbSession, paid: Sequence[_Paid],
         if loaded is not None:
             for name, value in zip(_PAID, item.values(), strict=True):
                 set_committed_value(loaded, name, value)
-
-
-_M = TypeVar("_M", bound=Model)
-
-
-@functools.cache
-def _inserting(model: type[Model]) -> sa.Insert:
-    rows = table(model)
-    return sa.insert(rows).returning(rows.c.id)
-
-
-def _insert(session: DbSession, model: type[_M], values: dict[str, Any]) -> _M:
-    """A Core ``INSERT ... RETURNING id`` of ``values``, and the row as a persistent object of
-    ``session`` (as if loaded; its relationships load when read)."""
-    row_id = session.connection().execute(_inserting(model), values).scalar_one()
-    obj = model(id=row_id, **values)
-    make_transient_to_detached(obj)
-    session.add(obj)
-    return obj
 
 
 def _post_repayment(session: DbSession, loan: Loan, split: Allocation, *, amount_fen: int,
