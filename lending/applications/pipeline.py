@@ -71,11 +71,7 @@ class Plan:
 
 def _active_consents(session: DbSession, farmer_id: int) -> set[str]:
     """The purposes the farmer has a consent in force for: one query."""
-    now = utcnow()
-    return set(session.scalars(sa.select(Consent.purpose).distinct().where(
-        Consent.farmer_id == farmer_id, Consent.purpose.in_(PURPOSES),
-        Consent.granted_at <= now, Consent.expires_at > now,
-        sa.or_(Consent.revoked_at.is_(None), Consent.revoked_at > now))))
+    return set(session.scalars(_ACTIVE_CONSENTS, {"farmer_id": farmer_id, "now": utcnow()}))
 
 
 def _require(consents: set[str]) -> None:
@@ -302,3 +298,9 @@ def due_for_retry(at: datetime) -> sa.Select[Any]:
 
 _INSERT_PARCELS = sa.insert(table(ApplicationParcel))
 """The declared parcels, a Core executemany (no ORM bulk-insert machinery)."""
+_now = sa.bindparam("now", type_=Consent.granted_at.type)
+_ACTIVE_CONSENTS = sa.select(Consent.purpose).distinct().where(
+    Consent.farmer_id == sa.bindparam("farmer_id"), Consent.purpose.in_(PURPOSES),
+    Consent.granted_at <= _now, Consent.expires_at > _now,
+    sa.or_(Consent.revoked_at.is_(None), Consent.revoked_at > _now))
+"""The purposes a farmer has a consent in force for (built once; a request binds)."""

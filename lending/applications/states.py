@@ -15,6 +15,7 @@ cannot both move it: the second gets 409 ``illegal-transition``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -75,9 +76,9 @@ def move(session: DbSession, application: Application, target: str, *, actor: st
     if not allowed(source, target):
         raise IllegalTransition(_refusal(source, target))
     changes = {"state": target, "state_changed_at": utcnow(), **(values or {})}
-    moved = session.execute(
-        sa.update(_table).where(_table.c.id == application.id, _table.c.state == source)
-        .values(**changes))
+    moved = session.execute(_moving(tuple(sorted(changes))), {
+        "b_id": application.id, "b_source": source,
+        **{f"b_{name}": value for name, value in changes.items()}})
     if rowcount(moved) != 1:
         session.refresh(application)
         raise IllegalTransition(_refusal(application.state, target))
@@ -92,10 +93,8 @@ def move(session: DbSession, application: Application, target: str, *, actor: st
 def _assignments_changed(session: DbSession, application: Application) -> None:
     """Devices show an open assignment with its application's state: a Core UPDATE escapes
     the ORM listeners of the device feed, so the change is recorded here (one indexed read)."""
-    for public_id, village_id in session.execute(
-            sa.select(FieldAssignment.public_id, FieldAssignment.village_id).where(
-                FieldAssignment.application_id == application.id,
-                FieldAssignment.status == "open")):
+    for public_id, village_id in session.execute(_OPEN_ASSIGNMENTS,
+                                                 {"application_id": application.id}):
         feed.record(session, "assignment", public_id, village_id)
 
 
@@ -105,3 +104,18 @@ def _refusal(source: str, target: str) -> str:
 
 
 _table = table(Application)
+
+
+@functools.cache
+def _moving(names: tuple[str, ...]) -> sa.Update:
+    """``UPDATE loan_applications SET <names> WHERE id = :b_id AND state = :b_source``, built
+    once per set of columns (a request binds its values; it does not build the statement)."""
+    return (sa.update(_table)
+            .where(_table.c.id == sa.bindparam("b_id"),
+                   _table.c.state == sa.bindparam("b_source"))
+            .values({name: sa.bindparam(f"b_{name}") for name in names}))
+
+
+_OPEN_ASSIGNMENTS = sa.select(FieldAssignment.public_id, FieldAssignment.village_id).where(
+    FieldAssignment.application_id == sa.bindparam("application_id"),
+    FieldAssignment.status == "open")
