@@ -97,8 +97,7 @@ def add_months(day: date, months: int) -> date:
 
 def county_of(session: DbSession, farmer: Farmer) -> str:
     """The 6-digit code of the farmer's county, in one query."""
-    return session.scalars(sa.select(County.code).join(Township).join(Village)
-                           .where(Village.id == farmer.village_id)).one()
+    return session.scalars(_COUNTY, {"village_id": farmer.village_id}).one()
 
 
 def read_case(session: DbSession, *, farmer: Farmer, product: LoanProduct,
@@ -106,24 +105,17 @@ def read_case(session: DbSession, *, farmer: Farmer, product: LoanProduct,
               application: Application | None = None, county: str | None = None) -> Case:
     policy = _policy(session, application, at)
     county = county or county_of(session, farmer)
-    crop_ref = session.scalars(sa.select(CropReference).where(
-        CropReference.policy_id == policy.id, CropReference.crop == data["crop"],
-        CropReference.county_code == county)).first()
+    crop_ref = session.scalars(_CROP_REFERENCE, {
+        "policy_id": policy.id, "crop": data["crop"], "county": county}).first()
     parcels = [(p["certificate_number"], p["parcel_code"], Decimal(p["declared_area_mu"]))
                for p in data["parcels"]]
-    prior = session.scalar(sa.select(sa.func.count()).select_from(Application).where(
-        Application.farmer_id == farmer.id, Application.state == states.APPROVED,
-        Application.id != (application.id if application else -1))) or 0
-    pledged = frozenset(session.scalars(
-        sa.select(ApplicationParcel.parcel_code).join(Application)
-        .where(Application.state == states.APPROVED,
-               Application.id != (application.id if application else -1),
-               ApplicationParcel.parcel_code.in_([code for _n, code, _a in parcels]))).all())
+    other = application.id if application else -1
+    prior = session.scalar(_PRIOR_APPROVED, {"farmer_id": farmer.id, "other": other}) or 0
+    pledged = frozenset(session.scalars(_BANK_PLEDGED, {
+        "other": other, "codes": [code for _n, code, _a in parcels]}).all())
     check = None
     if application is not None:
-        check = session.scalars(sa.select(FieldCheck).where(
-            FieldCheck.application_id == application.id)
-            .order_by(FieldCheck.id.desc()).limit(1)).first()
+        check = session.scalars(_LAST_CHECK, {"application_id": application.id}).first()
     submitted = business_date(at)
     return Case(policy=policy, crop_ref=crop_ref, farmer=farmer, product=product,
                 consents=consents, amount_fen=data["amount_fen"],
@@ -132,6 +124,23 @@ def read_case(session: DbSession, *, farmer: Farmer, product: LoanProduct,
                 maturity=add_months(submitted, data["term_months"]),
                 prior_approved=int(prior), bank_pledged=pledged, field_check=check,
                 keep=[policy, *([crop_ref] if crop_ref else []), *([check] if check else [])])
+
+
+# The case's reads, built once (a request binds its values; it does not build statements).
+_COUNTY = (sa.select(County.code).join(Township).join(Village)
+           .where(Village.id == sa.bindparam("village_id")))
+_CROP_REFERENCE = sa.select(CropReference).where(
+    CropReference.policy_id == sa.bindparam("policy_id"),
+    CropReference.crop == sa.bindparam("crop"),
+    CropReference.county_code == sa.bindparam("county"))
+_PRIOR_APPROVED = sa.select(sa.func.count()).select_from(Application).where(
+    Application.farmer_id == sa.bindparam("farmer_id"), Application.state == states.APPROVED,
+    Application.id != sa.bindparam("other"))
+_BANK_PLEDGED = (sa.select(ApplicationParcel.parcel_code).join(Application).where(
+    Application.state == states.APPROVED, Application.id != sa.bindparam("other"),
+    ApplicationParcel.parcel_code.in_(sa.bindparam("codes", expanding=True))))
+_LAST_CHECK = (sa.select(FieldCheck).where(FieldCheck.application_id == sa.bindparam(
+    "application_id")).order_by(FieldCheck.id.desc()).limit(1))
 
 
 # --- the registries -----------------------------------------------------------------------------
