@@ -41,7 +41,7 @@ REGISTRY: Final = "registry"
 EXTRACT: Final = "extract"
 FARMER_KIND: Final = "farmer"  # parcels travel to devices inside their farmer
 E7: Final = Decimal(10_000_000)
-BATCH: Final = 1_000  # rows per multi-row INSERT (13 parameters each: far below SQLite's limit)
+BATCH: Final = 1_000  # farmer ids per IN list (far below SQLite's parameter limit)
 # Columns whose change is news for a device or a decision; ``source`` and ``updated_at``
 # follow them, never cause a write on their own.
 COMPARED: Final = ("farmer_id", "village_id", "certificate_number", "area_mu", "land_class",
