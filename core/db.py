@@ -132,7 +132,12 @@ def insert_row(session: DbSession, model: type[_M], values: dict[str, Any]) -> _
         raise ValueError(f"insert_row({model.__name__}) without {sorted(missing)}")
     session.flush()
     row_id = session.connection().execute(statement, values).scalar_one()
-    obj = model(id=row_id, **values)
+    return as_loaded(session, model(id=row_id, **values))
+
+
+def as_loaded(session: DbSession, obj: _M) -> _M:
+    """``obj``, built with the values of a row just written by a Core statement, made a
+    persistent object of ``session`` as if loaded (no INSERT at the next flush)."""
     make_transient_to_detached(obj)
     session.add(obj)
     return obj
@@ -378,15 +383,14 @@ def end_read(session: DbSession, *keep: Any) -> None:
     write transaction (SQLite: the database's one write lock) starts at the first write and
     lasts only as long as the writing. The objects in ``keep`` stay in the session, loaded
     as they were read. What the checks decided may change before the write (another request
-    may commit in between): the database's own constraints must back every such decision.
-    A no-op when the transaction is not such a read, and on backends whose reads never block
-    writers (PostgreSQL), where one transaction is cheaper.
+    may commit in between): the database's own constraints must back every such decision, or
+    the write must re-read what it rests on. A no-op when the transaction is not such a read
+    (:func:`in_read`), as on backends whose reads never block writers (PostgreSQL), where one
+    transaction is cheaper.
     """
+    if not in_read(session):
+        return
     plain = session() if isinstance(session, scoped_session) else session
-    if not plain.in_transaction() or plain.get_bind().dialect.name != "sqlite":
-        return
-    if not plain.connection().get_execution_options().get(READ_ONLY, False):
-        return
     for obj in keep:
         plain.expunge(obj)
     plain.rollback()

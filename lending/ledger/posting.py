@@ -20,11 +20,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from core.db import DbSession, table, utcnow, uuid7
+from core.db import DbSession, as_loaded, table, utcnow, uuid7
 from core.errors import Conflict
 from core.i18n import lazy_gettext
 from lending.ledger import accounts
@@ -77,10 +76,7 @@ def post(session: DbSession, *, kind: str, reference: str, business_date: date,
     ``session`` with the values written (its ``entries`` load when read)."""
     values = _values(kind=kind, reference=reference, business_date=business_date,
                      actor=actor, loan_id=loan_id, memo=memo, reverses_id=reverses_id)
-    journal = JournalTransaction(id=_write(session, values, lines), **values)
-    make_transient_to_detached(journal)  # as if loaded: no INSERT at the next flush
-    session.add(journal)
-    return journal
+    return as_loaded(session, JournalTransaction(id=_write(session, values, lines), **values))
 
 
 def post_id(session: DbSession, *, kind: str, reference: str, business_date: date,

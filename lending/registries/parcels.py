@@ -100,6 +100,8 @@ def upsert(session: DbSession, rows: Sequence[dict[str, Any]]) -> set[int]:
     request pays for binding its rows, not for building and compiling an upsert. Rows go in
     parcel-code order, so two transactions writing overlapping parcels lock them in the same
     order (no deadlock on PostgreSQL)."""
+    if not rows:  # an executemany needs at least one parameter set
+        return set()
     rows = sorted(rows, key=lambda row: row["parcel_code"])
     conn = session.connection()
     return set(conn.execute(_UPSERT[conn.dialect.name], rows).scalars())
