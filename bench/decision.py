@@ -54,6 +54,7 @@ from bench.decision_gunicorn import LOG_DIR  # noqa: E402
 from bench.decision_load import AUTO, Bases, LockLog, Round, percentile, run_round  # noqa: E402
 from bench.decision_profile import profile  # noqa: E402
 from bench.farmers_seed import durability, reset_pg  # noqa: E402
+from core import serving  # noqa: E402
 from tests import servers  # noqa: E402
 
 ROUNDS = 3
@@ -76,18 +77,19 @@ def _args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def gthread(app: str, port: int, args: argparse.Namespace, *extra: str) -> list[str]:
-    """The production command line with threaded workers: a decision waits ~50 ms on the
-    registries, and a sync worker would hold its one thread through the wait."""
-    return [sys.executable, "-m", "gunicorn", "--workers", str(args.workers),
-            "--threads", str(args.threads), "--worker-class", "gthread",
-            "--bind", f"{servers.LOOPBACK}:{port}", *extra, app]
+def gthread(app: str, port: int, args: argparse.Namespace, config: str) -> list[str]:
+    """The production command line (``core/serving.py``: threaded workers, one request per
+    connection, a short queue per worker) with this run's workers; ``config`` is that module
+    or a settings file that takes its settings from it."""
+    return [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--config",
+            config, "--bind", f"{servers.LOOPBACK}:{port}", app]
 
 
 def _server(stack: ExitStack, app: str, env: dict[str, str], args: argparse.Namespace,
-            *extra: str) -> servers.Server:
+            config: str = "python:core.serving") -> servers.Server:
     port = servers.free_port()
-    return stack.enter_context(servers.serve(gthread(app, port, args, *extra), port, env=env))
+    env = {**env, serving.THREADS_ENV: str(args.threads)}
+    return stack.enter_context(servers.serve(gthread(app, port, args, config), port, env=env))
 
 
 def _measure_http(url: str, workdir: Path, registry: servers.Server,
@@ -100,7 +102,7 @@ def _measure_http(url: str, workdir: Path, registry: servers.Server,
     with ExitStack() as stack:
         # The same settings for both; Nongdai's workers also log the SQLite write lock.
         nongdai = _server(stack, "app:create_app()", {**env, LOG_DIR: str(locks)}, args,
-                          "--config", str(ROOT / "bench" / "decision_gunicorn.py"))
+                          str(ROOT / "bench" / "decision_gunicorn.py"))
         ceiling = _server(stack, "bench.ceiling_app:create_app()", env, args)
         bases = Bases(ceiling=ceiling.base, nongdai=nongdai.base, registry=registry.base,
                       ceiling_group=ceiling.proc.pid, nongdai_group=nongdai.proc.pid,
@@ -267,7 +269,9 @@ def _run(url: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     engine = _engine(2.4 if args.quick else 12.0)
     context = {"flags": _flags(rounds, per_pass), "requests_per_pass": per_pass,
                "clients": args.clients, "workers": args.workers, "threads": args.threads,
-               "worker_class": "gthread", "registry_latency_ms": args.latency_ms,
+               "worker_class": serving.worker_class, "keepalive_s": serving.keepalive,
+               "worker_connections": args.threads + serving.QUEUED_PER_WORKER,
+               "registry_latency_ms": args.latency_ms,
                "registry_cache_seconds": 0, "durability": durability(url),
                "load_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                "quick": args.quick, "python": sys.version.split()[0],

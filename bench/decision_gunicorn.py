@@ -1,7 +1,8 @@
 """gunicorn settings file of ``bench/decision.py``: log the SQLite write lock in each worker.
 
-Loaded with ``-c`` for Nongdai's server only, it changes no setting (the command line gives
-them all, as for the ceiling); its ``post_worker_init`` hook, run in each worker once the app
+Loaded with ``-c`` for Nongdai's server only, it takes every setting from the production
+module ``core/serving.py`` (which the ceiling loads itself), and adds one hook: its
+``post_worker_init``, run in each worker once the app
 is loaded, listens to the app's engine and appends one line per write transaction to
 ``$BENCH_DECISION_LOCK_LOG/locks-<pid>.log``: how long ``BEGIN IMMEDIATE`` waited for the
 database's one write lock, and how long the transaction then held it (until its connection
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+
+from core.serving import keepalive, threads, worker_class, worker_connections  # noqa: F401
 
 LOG_DIR = "BENCH_DECISION_LOCK_LOG"
 _BEGIN = "BEGIN IMMEDIATE"

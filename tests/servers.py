@@ -67,9 +67,10 @@ def free_port() -> int:
 
 
 def gunicorn_command(app: str, port: int, workers: int = 2) -> list[str]:
-    """The production command line of the README, on a loopback port."""
-    return [sys.executable, "-m", "gunicorn", "--workers", str(workers),
-            "--bind", f"{LOOPBACK}:{port}", app]
+    """The production command line of the README (settings from ``core/serving.py``), on a
+    loopback port."""
+    return [sys.executable, "-m", "gunicorn", "--config", "python:core.serving",
+            "--workers", str(workers), "--bind", f"{LOOPBACK}:{port}", app]
 
 
 def _exited(proc: subprocess.Popen[bytes]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from core import serving
 from tests import servers
 from tests.conftest import fresh_database_url
 
@@ -28,11 +30,24 @@ def test_gunicorn_serves_healthz_and_readyz(database: str, tmp_path: Path) -> No
         health = requests.get(server.url("/healthz"), timeout=10)
         assert health.status_code == 200
         assert health.json() == {"status": "ok"}
+        assert health.headers["Connection"] == "close"  # core/serving.py: keepalive = 0
         ready = requests.get(server.url("/readyz"), timeout=10)
         assert ready.status_code == 200, ready.text
         missing = requests.get(server.url("/api/v1/nowhere"), timeout=10)
         assert missing.status_code == 404
         assert missing.headers["Content-Type"] == "application/problem+json"
+
+
+def test_the_connection_cap_follows_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(serving.THREADS_ENV, "6")
+    try:
+        settings = importlib.reload(serving)
+        assert (settings.worker_class, settings.threads, settings.keepalive) == ("gthread", 6, 0)
+        assert settings.worker_connections == 6 + settings.QUEUED_PER_WORKER
+    finally:
+        monkeypatch.delenv(serving.THREADS_ENV)
+        importlib.reload(serving)
+    assert serving.threads == 4
 
 
 # --- the helper itself: deadlines and stopping ---------------------------------------------------
