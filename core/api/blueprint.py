@@ -45,4 +45,6 @@ class Blueprint(_SmorestBlueprint):
         if location == "json" and is_query:
             raise TypeError(f"{_schema_class(schema).__name__}: a JSON body is typed; derive "
                             "the schema from core.api.Schema, not QuerySchema")
+        if isinstance(schema, type):  # once here, not once per request in webargs
+            schema = schema()
         return super().arguments(schema, location=location, **kwargs)

@@ -65,6 +65,7 @@ class Plan:
     cached: Any = None
     lookup: Any = field(default=None)
     result: underwriting.Result | None = None
+    fresh: bool = False  # the application was inserted by this transaction
 
 
 # --- phase 1: read ----------------------------------------------------------------------------
@@ -184,7 +185,7 @@ def record_new(session: DbSession, plan: Plan, by: Principal) -> tuple[Applicati
         "parcels": len(data["parcels"]), "state": application.state})
     if draft:
         return application, None
-    plan.application = application
+    plan.application, plan.fresh = application, True
     return application, decide(session, plan, application, watching=True)
 
 
@@ -218,7 +219,7 @@ def decide(session: DbSession, plan: Plan, application: Application, *,
         "policy_version": decision.policy_version, "score": result.score,
         "reasons": [r["code"] for r in result.reasons]})
     _follow(session, application, decision, failed=result.unavailable,
-            tell=_quiet if watching else notify.tell)
+            tell=_quiet if watching else notify.tell, unassigned=plan.fresh)
     return decision
 
 
@@ -227,21 +228,26 @@ def _quiet(_session: DbSession, _application: Application, _outcome: str) -> Non
 
 
 def _follow(session: DbSession, application: Application, decision: Decision, *,
-            failed: list[str], tell: Callable[[DbSession, Application, str], None]) -> None:
-    """One state change (with what it settles) and the farmer's SMS."""
+            failed: list[str], tell: Callable[[DbSession, Application, str], None],
+            unassigned: bool = False) -> None:
+    """One state change (with what it settles) and the farmer's SMS. ``unassigned``: see
+    :func:`states.move`."""
     from lending.applications import fieldwork  # noqa: PLC0415 - fieldwork resumes us
 
     decided = {"retry_at": None, "decided_at": decision.decided_at}
+
+    def move(target: str, values: dict[str, Any]) -> None:
+        states.move(session, application, target, actor="system", values=values,
+                    unassigned=unassigned)
+
     if decision.outcome == "approve":
-        states.move(session, application, states.APPROVED, actor="system",
-                    values={**decided, "approved_amount_fen": decision.amount_fen})
+        move(states.APPROVED, {**decided, "approved_amount_fen": decision.amount_fen})
         tell(session, application, "approved")
     elif decision.outcome == "decline":
-        states.move(session, application, states.DECLINED, actor="system", values=decided)
+        move(states.DECLINED, decided)
         tell(session, application, "declined")
     elif decision.outcome == "field_check":
-        states.move(session, application, states.AWAITING_FIELD_CHECK, actor="system",
-                    values={"retry_at": None})
+        move(states.AWAITING_FIELD_CHECK, {"retry_at": None})
         fieldwork.open_assignment(session, application)
         tell(session, application, "awaiting_field_check")
     else:
@@ -249,8 +255,7 @@ def _follow(session: DbSession, application: Application, decision: Decision, *,
         if failed:
             minutes = int(current_app.config["NONGDAI_REGISTRY_RETRY_MINUTES"])
             retry_at = utcnow() + timedelta(minutes=minutes)
-        states.move(session, application, states.UNDER_REVIEW, actor="system",
-                    values={"retry_at": retry_at})
+        move(states.UNDER_REVIEW, {"retry_at": retry_at})
         tell(session, application, "under_review")
 
 

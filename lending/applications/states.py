@@ -64,12 +64,15 @@ def allowed(source: str, target: str) -> bool:
 
 
 def move(session: DbSession, application: Application, target: str, *, actor: str,
-         reason: str | None = None, values: dict[str, Any] | None = None) -> Application:
+         reason: str | None = None, values: dict[str, Any] | None = None,
+         unassigned: bool = False) -> Application:
     """Change ``application`` to ``target`` or raise :class:`IllegalTransition` (409).
 
     The UPDATE names the state the caller saw, so a concurrent move of the same case makes
     this one fail instead of silently overwriting it. ``values`` are other columns settled by
     the same change (``decided_at``, ``approved_amount_fen``...), written by the same UPDATE.
+    ``unassigned``: the caller knows the application has no open assignment (it was inserted
+    by this transaction, which opened none yet), so devices need not hear of the change.
     Audited as ``application.<target>``.
     """
     source = application.state
@@ -84,7 +87,8 @@ def move(session: DbSession, application: Application, target: str, *, actor: st
         raise IllegalTransition(_refusal(application.state, target))
     for name, value in changes.items():  # what the UPDATE wrote, without reading it back
         set_committed_value(application, name, value)
-    _assignments_changed(session, application)
+    if not unassigned:
+        _assignments_changed(session, application)
     audit.record(session, f"application.{target}", application,
                  summary={"from": source, "to": target, "reason": reason}, actor=actor)
     return application

@@ -58,8 +58,9 @@ class CropReference(Model):
     harvest_to: Mapped[str] = mapped_column(sa.String(5))
 
 
-def current_at(at: datetime) -> sa.Select[Any]:
-    """The policy in force at ``at``: the latest whose ``effective_from`` has come."""
+def current_at(at: datetime | sa.BindParameter[Any]) -> sa.Select[Any]:
+    """The policy in force at ``at`` (a time, or a bound parameter for a statement built
+    once): the latest whose ``effective_from`` has come."""
     return (sa.select(CreditPolicy).where(CreditPolicy.effective_from <= at)
             .order_by(CreditPolicy.effective_from.desc(), CreditPolicy.id.desc()).limit(1))
 

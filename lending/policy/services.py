@@ -55,10 +55,14 @@ class PolicyVersionExists(Conflict):
 
 def current_policy(session: DbSession, at: datetime | None = None) -> CreditPolicy:
     """The version in force at ``at`` (now by default), or :class:`NoPolicyInForce`."""
-    policy: CreditPolicy | None = session.scalars(current_at(at or utcnow())).first()
+    policy: CreditPolicy | None = session.scalars(_CURRENT, {"at": at or utcnow()}).first()
     if policy is None:
         raise NoPolicyInForce(_("No credit policy version has taken effect yet."))
     return policy
+
+
+_CURRENT = current_at(sa.bindparam("at", type_=CreditPolicy.effective_from.type))
+"""The version in force at ``:at``, built once (every application reads it)."""
 
 
 def crop_reference(session: DbSession, policy: CreditPolicy, crop: str,
