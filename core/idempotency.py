@@ -192,8 +192,8 @@ def _find(session: DbSession, fp: Fingerprint) -> tuple[sa.Row[Any] | None, bool
     """
     params = {"scope": fp.scope, "key": fp.key}
     if session.get_bind().dialect.name != "postgresql":
-        return session.execute(_FIND, params).first(), False
-    row = session.execute(_FIND_AND_HOLD, {**params, "lock_id": fp.lock_id()}).one()
+        return session.connection().execute(_FIND, params).first(), False
+    row = session.connection().execute(_FIND_AND_HOLD, {**params, "lock_id": fp.lock_id()}).one()
     return (row if row.id is not None else None), bool(row.held)
 
 
@@ -242,9 +242,10 @@ def _store(session: DbSession, fp: Fingerprint, response: Response, *, expired: 
     stored = {name: response.headers[name] for name in _STORED_HEADERS if name in response.headers}
     stored.setdefault("Content-Language", content_language(current_locale()))
     if expired:
-        session.execute(_FORGET_EXPIRED, {"scope": fp.scope, "key": fp.key, "now": now})
+        session.connection().execute(_FORGET_EXPIRED,
+                                     {"scope": fp.scope, "key": fp.key, "now": now})
     try:
-        session.execute(_INSERT, {
+        session.connection().execute(_INSERT, {
             "scope": fp.scope, "key": fp.key, "method": fp.method, "path": fp.path,
             "request_hash": fp.request_hash, "response_status": response.status_code,
             "response_body": response.get_data(as_text=True), "response_headers": stored,

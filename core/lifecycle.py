@@ -99,11 +99,12 @@ def _run_detached(app: Flask, callbacks: list[Callable[[], object]]) -> None:
                 log.exception("after-response callback failed")
 
 
-def ride_along(statement: Executable) -> None:
+def ride_along(statement: Executable, params: dict[str, Any] | None = None) -> None:
     """A small best-effort write (a session's last-used time) that joins the request's own
     transaction when the request changes state, so that it costs no durable commit of its
-    own; after a read or a failure it commits alone, once the request's work is over."""
-    g.setdefault(_RIDE_ALONG, []).append(statement)
+    own; after a read or a failure it commits alone, once the request's work is over.
+    ``params`` bind a statement built once."""
+    g.setdefault(_RIDE_ALONG, []).append((statement, params))
 
 
 def _ride_alone() -> None:
@@ -112,8 +113,8 @@ def _ride_alone() -> None:
         return
     try:
         with side_transaction() as conn:
-            for statement in statements:
-                conn.execute(statement)
+            for statement, params in statements:
+                conn.execute(statement, params)
     except OperationalError:  # best effort: a busy database must not fail the request
         log.info("ride-along write skipped (database busy)")
 
@@ -125,8 +126,8 @@ def finish_transaction(response: Response) -> None:
         _ride_alone()
         return
     if request.method in STATE_CHANGING and in_write(session):
-        for statement in g.pop(_RIDE_ALONG, []):
-            session.execute(statement)
+        for statement, params in g.pop(_RIDE_ALONG, []):
+            session.execute(statement, params)
     if (request.method in STATE_CHANGING and not session.info.get(AUDITED)
             and not g.get("no_audit_needed")):
         raise AuditMissing(f"{request.method} {request.path} changed state without an audit event")

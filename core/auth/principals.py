@@ -92,7 +92,7 @@ def _grants(kind: str, rows: Sequence[Any]) -> tuple[frozenset[str], frozenset[i
 
 
 def _load(session: DbSession, claims: tokens.AccessClaims) -> tuple[Principal, datetime | None]:
-    rows = session.execute(*principal_query(claims)).all()
+    rows = session.connection().execute(*principal_query(claims)).all()  # no ORM machinery
     if not rows:
         raise InvalidToken()
     first = rows[0]
@@ -111,13 +111,17 @@ def _touch(session_id: int, last_used_at: datetime | None) -> None:
     cutoff = now - timedelta(seconds=interval)
     if interval <= 0 or (last_used_at is not None and last_used_at >= cutoff):
         return
-    sessions = table(AuthSession)
     # Written with the request's own transaction when it changes state (no commit of its own),
     # else alone after it; best effort either way.
-    ride_along(sa.update(sessions).where(
-        sessions.c.id == session_id,
-        sa.or_(sessions.c.last_used_at.is_(None), sessions.c.last_used_at < cutoff),
-    ).values(last_used_at=now))
+    ride_along(_TOUCH, {"session_id": session_id, "cutoff": cutoff, "now": now})
+
+
+_sessions = table(AuthSession)
+_TOUCH = sa.update(_sessions).where(
+    _sessions.c.id == sa.bindparam("session_id"),
+    sa.or_(_sessions.c.last_used_at.is_(None),
+           _sessions.c.last_used_at < sa.bindparam("cutoff", type_=_sessions.c.last_used_at.type)),
+).values(last_used_at=sa.bindparam("now", type_=_sessions.c.last_used_at.type))
 
 
 def authenticate(token: str) -> Principal:

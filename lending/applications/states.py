@@ -79,7 +79,7 @@ def move(session: DbSession, application: Application, target: str, *, actor: st
     if not allowed(source, target):
         raise IllegalTransition(_refusal(source, target))
     changes = {"state": target, "state_changed_at": utcnow(), **(values or {})}
-    moved = session.execute(_moving(tuple(sorted(changes))), {
+    moved = session.connection().execute(_moving(tuple(sorted(changes))), {
         "b_id": application.id, "b_source": source,
         **{f"b_{name}": value for name, value in changes.items()}})
     if rowcount(moved) != 1:
@@ -97,7 +97,7 @@ def move(session: DbSession, application: Application, target: str, *, actor: st
 def _assignments_changed(session: DbSession, application: Application) -> None:
     """Devices show an open assignment with its application's state: a Core UPDATE escapes
     the ORM listeners of the device feed, so the change is recorded here (one indexed read)."""
-    for public_id, village_id in session.execute(_OPEN_ASSIGNMENTS,
+    for public_id, village_id in session.connection().execute(_OPEN_ASSIGNMENTS,
                                                  {"application_id": application.id}):
         feed.record(session, "assignment", public_id, village_id)
 
