@@ -98,6 +98,7 @@ class SyncFeedHorizon(Base):
 CHANGES: Final = table(SyncChange)
 HORIZON: Final = table(SyncFeedHorizon)
 HORIZON_ROW: Final = 1
+_INSERT: Final = sa.insert(CHANGES)  # built once: most writes record a change
 
 
 def row(kind: str, entity_id: uuid.UUID, village_id: int, op: str = UPSERT) -> dict[str, Any]:
@@ -111,7 +112,7 @@ def row(kind: str, entity_id: uuid.UUID, village_id: int, op: str = UPSERT) -> d
 def record(session: DbSession, kind: str, entity_id: uuid.UUID, village_id: int,
            op: str = UPSERT) -> None:
     """Write one change row now, in the session's transaction (Core, no ORM flush)."""
-    session.execute(sa.insert(CHANGES), [row(kind, entity_id, village_id, op)])
+    session.connection().execute(_INSERT, [row(kind, entity_id, village_id, op)])
 
 
 # --- positions ----------------------------------------------------------------------------------
@@ -260,7 +261,7 @@ def _after_flush(session: Session, _context: Any) -> None:
                         for w in _watches(obj, published)
                         if (village := w.village(obj)) is not None)
     if rows:
-        session.connection().execute(sa.insert(CHANGES), rows)
+        session.connection().execute(_INSERT, rows)
 
 
 class _Before:
