@@ -202,12 +202,14 @@ def _for(version: str, model: Mapping[str, Any]) -> _Compiled:
 # --- results -------------------------------------------------------------------------------------
 
 def _plain(value: Any) -> Any:
-    """zen's numbers as JSON that round-trips: integral floats become ints."""
-    if isinstance(value, float):
+    """zen's numbers as JSON that round-trips: integral floats become ints. zen gives plain
+    JSON types (exact ``type`` checks, most values being scalars: every decision runs this)."""
+    kind = type(value)
+    if kind is float:
         return int(value) if value.is_integer() else value
-    if isinstance(value, dict):
+    if kind is dict:
         return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
+    if kind is list:
         return [_plain(item) for item in value]
     return value
 
