@@ -66,11 +66,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn_command(app: str, port: int, workers: int = 2) -> list[str]:
-    """The production command line of the README (settings from ``core/serving.py``), on a
-    loopback port."""
-    return [sys.executable, "-m", "gunicorn", "--config", "python:core.serving",
-            "--workers", str(workers), "--bind", f"{LOOPBACK}:{port}", app]
+PRODUCTION = "python:core.serving"  # the README's production settings
+
+
+def gunicorn_command(app: str, port: int, workers: int = 2, config: str = "") -> list[str]:
+    """``gunicorn --workers N APP`` on a loopback port: gunicorn's own sync workers, or the
+    settings module or file ``config`` (:data:`PRODUCTION`: the README's command line)."""
+    settings = ["--config", config] if config else []
+    return [sys.executable, "-m", "gunicorn", *settings, "--workers", str(workers),
+            "--bind", f"{LOOPBACK}:{port}", app]
 
 
 def _exited(proc: subprocess.Popen[bytes]) -> bool:
@@ -151,11 +155,11 @@ def serve(command: Sequence[str], port: int, *, env: Mapping[str, str] | None = 
 
 
 def gunicorn(app: str, *, env: Mapping[str, str] | None = None, workers: int = 2,
-             ready: str = "/healthz", seconds: float = READY_SECONDS,
+             config: str = "", ready: str = "/healthz", seconds: float = READY_SECONDS,
              ) -> AbstractContextManager[Server]:
-    """``gunicorn --workers N --bind 127.0.0.1:<free port> APP``, ready and then stopped."""
+    """:func:`gunicorn_command` on a free port, ready and then stopped."""
     port = free_port()
-    return serve(gunicorn_command(app, port, workers), port, env=env, ready=ready,
+    return serve(gunicorn_command(app, port, workers, config), port, env=env, ready=ready,
                  seconds=seconds)
 
 

@@ -26,7 +26,7 @@ def _env(url: str, instance: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_gunicorn_serves_healthz_and_readyz(database: str, tmp_path: Path) -> None:
     env = _env(fresh_database_url(database, tmp_path), tmp_path)
-    with servers.gunicorn("app:create_app()", env=env) as server:
+    with servers.gunicorn("app:create_app()", env=env, config=servers.PRODUCTION) as server:
         health = requests.get(server.url("/healthz"), timeout=10)
         assert health.status_code == 200
         assert health.json() == {"status": "ok"}
