@@ -194,6 +194,11 @@ def update_product(session: DbSession, product: LoanProduct, **changes: Any) -> 
 
 # --- what applications ask of a product -----------------------------------------------------
 
+_BY_PUBLIC_ID = sa.select(LoanProduct).where(
+    LoanProduct.public_id == sa.bindparam("public_id", type_=LoanProduct.public_id.type))
+"""A product by its public id, built once (every application reads it)."""
+
+
 def get_offerable(session: DbSession, product_public_id: uuid.UUID, county_code: str,
                   crop: str | None) -> LoanProduct:
     """The product, if it may be offered to a farmer of ``county_code`` for ``crop`` (None: the
@@ -202,8 +207,7 @@ def get_offerable(session: DbSession, product_public_id: uuid.UUID, county_code:
     404 when there is no such product; 422 ``product-not-offered`` when it is inactive, does
     not serve the county or does not finance the crop.
     """
-    stmt = sa.select(LoanProduct).where(LoanProduct.public_id == product_public_id)
-    product = session.scalars(stmt).first()
+    product = session.scalars(_BY_PUBLIC_ID, {"public_id": product_public_id}).first()
     if product is None:
         raise NotFound(_("No loan product with that id"))
     if not product.is_active:
