@@ -1,9 +1,9 @@
 """gunicorn settings file of ``bench/decision.py``: log the SQLite write lock in each worker.
 
 Loaded with ``-c`` for Nongdai's server only, it takes every setting from the production
-module ``core/serving.py`` (which the ceiling loads itself), and adds one hook: its
-``post_worker_init``, run in each worker once the app
-is loaded, listens to the app's engine and appends one line per write transaction to
+module ``core/serving.py`` (which the ceiling loads itself) and adds one hook: its
+``post_worker_init``, run in each worker once the app is loaded, listens to the app's
+engine and appends one line per write transaction to
 ``$BENCH_DECISION_LOCK_LOG/locks-<pid>.log``: how long ``BEGIN IMMEDIATE`` waited for the
 database's one write lock, and how long the transaction then held it (until its connection
 was back in the pool, after the commit's fsync). On PostgreSQL nothing begins IMMEDIATE, and
