@@ -20,7 +20,9 @@ from typing import Any
 
 from sqlalchemy import event
 
-from core.serving import keepalive, threads, worker_class, worker_connections  # noqa: F401
+from core import serving
+
+globals().update({name: getattr(serving, name) for name in serving.SETTINGS})
 
 LOG_DIR = "BENCH_DECISION_LOCK_LOG"
 _BEGIN = "BEGIN IMMEDIATE"

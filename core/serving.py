@@ -31,3 +31,7 @@ worker_class = "gthread"
 threads = int(os.environ.get(THREADS_ENV, "4"))
 keepalive = 0
 worker_connections = threads + QUEUED_PER_WORKER
+
+SETTINGS = ("worker_class", "threads", "keepalive", "worker_connections")
+"""gunicorn's names of the settings above: a settings file that adds hooks (the decision
+benchmark's) copies exactly these, so it never runs with settings production does not have."""

@@ -44,6 +44,8 @@ def test_the_connection_cap_follows_the_threads(monkeypatch: pytest.MonkeyPatch)
         settings = importlib.reload(serving)
         assert (settings.worker_class, settings.threads, settings.keepalive) == ("gthread", 6, 0)
         assert settings.worker_connections == 6 + settings.QUEUED_PER_WORKER
+        assert {name for name in vars(settings) if name.islower() and not name.startswith("_")
+                } - {"annotations", "os"} == set(settings.SETTINGS)
     finally:
         monkeypatch.delenv(serving.THREADS_ENV)
         importlib.reload(serving)
